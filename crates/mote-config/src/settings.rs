@@ -1,0 +1,242 @@
+//! Node settings: the part of a manifest that lives on the node and that PID 1,
+//! `moted` and the roles read. The image carries it as `/etc/mote/settings.json`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+/// Everything the node itself needs at run time.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// Identity and the administrator credential.
+    pub system: System,
+    /// Interfaces, addresses, routes, resolvers.
+    #[serde(default)]
+    pub network: Network,
+    /// Inbound filtering.
+    #[serde(default)]
+    pub firewall: Firewall,
+    /// Supervised processes, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    /// Commands run once, on the first boot only, in order.
+    #[serde(default)]
+    pub first_boot: Vec<FirstBoot>,
+}
+
+/// `[system]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    /// Host name, an RFC 1123 label.
+    pub hostname: String,
+    /// IANA time zone name; only `UTC` zone data is bundled today.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// The administrator's argon2id PHC hash, made by `mote passwd`. Required.
+    #[serde(default)]
+    pub admin_password_hash: String,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Per interface, by kernel name (`eth0`).
+    #[serde(default)]
+    pub interfaces: BTreeMap<String, Interface>,
+}
+
+/// `[network.interfaces.NAME]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// `"dhcp"`, `"off"` or a static `address/prefix`.
+    #[serde(default)]
+    pub ipv4: Ipv4Mode,
+    /// Default IPv4 gateway for a static address.
+    #[serde(default)]
+    pub gateway4: Option<Ipv4Addr>,
+    /// `"slaac"`, `"off"` or a static `address/prefix`.
+    #[serde(default)]
+    pub ipv6: Ipv6Mode,
+    /// Default IPv6 gateway for a static address.
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Resolvers written to `/etc/resolv.conf` (DHCP adds its own).
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    /// Link MTU; the driver's default when absent.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// How an interface gets its IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ipv4Mode {
+    /// A DHCPv4 lease, renewed at T1.
+    #[default]
+    Dhcp,
+    /// No IPv4 address.
+    Off,
+    /// A fixed address with its prefix.
+    Static(Ipv4Net),
+}
+
+/// How an interface gets its IPv6 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ipv6Mode {
+    /// Stateless autoconfiguration from router advertisements.
+    #[default]
+    Slaac,
+    /// No IPv6 address beyond the link-local one.
+    Off,
+    /// A fixed address with its prefix.
+    Static(Ipv6Net),
+}
+
+/// `[firewall]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Policy for inbound packets no rule accepts. Default `deny`.
+    #[serde(default)]
+    pub inbound: Policy,
+    /// Explicit rules; services' `ports` add accept rules of their own.
+    #[serde(default)]
+    pub rules: Vec<FirewallRule>,
+}
+
+impl Default for Firewall {
+    fn default() -> Self {
+        Self { inbound: Policy::Deny, rules: Vec::new() }
+    }
+}
+
+/// Inbound default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Drop what no rule accepts.
+    #[default]
+    Deny,
+    /// Accept everything (rules then only matter for `deny` actions).
+    Allow,
+}
+
+/// `[[firewall.rules]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRule {
+    /// Unique name, used to enable, disable or remove the rule.
+    pub name: String,
+    /// Destination port.
+    pub port: u16,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Source network allowed; any when absent.
+    #[serde(default)]
+    pub source: Option<ipnet::IpNet>,
+    /// `allow` (default) or `deny`.
+    #[serde(default = "allow")]
+    pub action: Policy,
+    /// A disabled rule is kept but not applied.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn allow() -> Policy {
+    Policy::Allow
+}
+fn yes() -> bool {
+    true
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP
+    #[default]
+    Tcp,
+    /// UDP
+    Udp,
+}
+
+/// A port a service listens on, opened in the firewall: `8080` or `"53/udp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Port {
+    /// Port number.
+    pub number: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// `[services.NAME]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Program and arguments; the program is an absolute path in the image.
+    pub argv: Vec<String>,
+    /// Environment, on top of `PATH=/usr/bin:/bin` and `HOME=/`.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// `root`, `nobody`, or numeric `uid` / `uid:gid`.
+    #[serde(default = "root")]
+    pub user: String,
+    /// When to restart after the process exits.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Services that must be up before this one starts.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Ports opened in the firewall; a TCP port also tells readiness (listening).
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Seconds between SIGTERM and SIGKILL at stop.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_secs: u32,
+}
+
+fn root() -> String {
+    "root".into()
+}
+fn default_stop_timeout() -> u32 {
+    5
+}
+
+/// Restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart whenever it exits.
+    #[default]
+    Always,
+    /// Restart when it exits non-zero or by a signal.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+/// `[[first_boot]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirstBoot {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Seconds before the command is killed.
+    #[serde(default = "default_first_boot_timeout")]
+    pub timeout_secs: u32,
+}
+
+fn default_first_boot_timeout() -> u32 {
+    60
+}

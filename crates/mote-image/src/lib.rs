@@ -1,0 +1,1 @@
+//! mote-image (being written)

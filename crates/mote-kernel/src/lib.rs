@@ -1,0 +1,1 @@
+//! mote-kernel (being written)

@@ -1,0 +1,1 @@
+//! mote-vm (being written)
