@@ -1,0 +1,1 @@
+//! Node networking (being written): links, addresses, routes, DHCPv4, SLAAC, nftables.
