@@ -1,1 +1,107 @@
-fn main() {}
+//! Project tasks.
+//!
+//! - `cargo xtask demo` — build everything, boot `examples/hello.toml`, show it serving;
+//! - `cargo xtask test` — install what the tests need (on Debian), run every test;
+//! - `cargo xtask bench boot` — build time, sizes, boot split against the floor.
+
+mod bench;
+mod prereqs;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+const USAGE: &str = "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | bench boot>
+
+  demo          build everything, boot examples/hello.toml, show it serving
+  test          install test prerequisites if missing (Debian, as root), run all tests
+  bench boot    build time, image sizes and the boot split against a trivial init";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Where `cargo build --release` puts the binaries.
+pub fn release_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    target.join("x86_64-unknown-linux-gnu/release")
+}
+
+/// Run a command from the workspace root, failing on a non-zero exit.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.current_dir(root()).status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Build every binary of the workspace in release mode.
+pub fn build_release() -> anyhow::Result<()> {
+    eprintln!("xtask: building the workspace (release)…");
+    run(Command::new(env!("CARGO")).args(["build", "--release", "--workspace", "--bins"]))
+}
+
+fn demo() -> anyhow::Result<()> {
+    prereqs::ensure(&prereqs::DEMO)?;
+    build_release()?;
+    let mote = release_dir().join("mote");
+    // A node from an earlier demo would hold the name and the port.
+    let _ = Command::new(&mote).args(["stop", "hello", "--timeout", "10"]).output();
+    eprintln!("xtask: booting examples/hello.toml…");
+    let started = Instant::now();
+    run(Command::new(&mote).args(["run", "examples/hello.toml", "--forward", "8080:8080", "--detach"]))?;
+    let body = fetch("http://127.0.0.1:8080/", Duration::from_secs(20))?;
+    println!();
+    println!("The hello node answered in {:.1} s from the build: {}", started.elapsed().as_secs_f64(), body.trim());
+    println!();
+    println!("  reach it:      curl http://127.0.0.1:8080/");
+    println!("  its console:   {}", mote.display().to_string() + " list");
+    println!("  stop it:       {} stop hello", mote.display());
+    Ok(())
+}
+
+/// GET a URL with curl until it answers or `patience` runs out.
+fn fetch(url: &str, patience: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let out = Command::new("curl").args(["-fsS", "--max-time", "2", url]).output().context("running curl")?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    prereqs::ensure(&prereqs::TEST)?;
+    build_release()?;
+    eprintln!("xtask: running every test…");
+    run(Command::new(env!("CARGO"))
+        .args(["test", "--release", "--workspace"])
+        .args(extra)
+        .env("MOTE_BIN_DIR", release_dir()))
+}

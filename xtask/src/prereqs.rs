@@ -1,0 +1,69 @@
+//! What the demo and the tests need from the host, and installing it on
+//! Debian when it is missing (as root, with apt-get).
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// (program that proves it is there, Debian package that brings it)
+pub type Need = (&'static str, &'static str);
+
+/// For `cargo xtask demo`.
+pub const DEMO: [Need; 5] = [
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("curl", "curl"),
+    ("apt-get", "apt"),
+    ("dpkg-deb", "dpkg"),
+];
+
+/// For `cargo xtask test`: the demo's plus the peers tests talk to.
+pub const TEST: [Need; 10] = [
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("curl", "curl"),
+    ("apt-get", "apt"),
+    ("dpkg-deb", "dpkg"),
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("cpio", "cpio"),
+    ("busybox", "busybox"),
+];
+
+fn have(program: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
+        || ["/usr/sbin/", "/sbin/"].iter().any(|d| std::path::Path::new(&format!("{d}{program}")).exists())
+}
+
+/// Install the packages of every missing program.
+pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = needs.iter().filter(|(p, _)| !have(p)).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("missing: {}; install them with: sudo apt-get install {}", missing.join(", "), missing.join(" "));
+    }
+    eprintln!("xtask: installing {}…", missing.join(" "));
+    let update = Command::new("apt-get").args(["update", "-q"]).status().context("running apt-get update")?;
+    if !update.success() {
+        bail!("apt-get update failed; install by hand: apt-get install {}", missing.join(" "));
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install")?;
+    if !status.success() {
+        bail!("apt-get install {} failed", missing.join(" "));
+    }
+    Ok(())
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
