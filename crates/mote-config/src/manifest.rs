@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::{FirstBoot, Firewall, Network, Service, System};
 use std::collections::BTreeMap;
+
+use crate::settings::{Firewall, FirstBoot, Network, NodeSettings, Service, System};
 
 /// A whole manifest as written in TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,20 @@ pub struct Manifest {
     pub first_boot: Vec<FirstBoot>,
 }
 
+impl Manifest {
+    /// The part of the manifest the node keeps: system, network, firewall,
+    /// services and first-boot commands.
+    pub fn settings(&self) -> NodeSettings {
+        NodeSettings {
+            system: self.system.clone(),
+            network: self.network.clone(),
+            firewall: self.firewall.clone(),
+            services: self.services.clone(),
+            first_boot: self.first_boot.clone(),
+        }
+    }
+}
+
 /// `[image]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +66,7 @@ fn default_outputs() -> Vec<Output> {
 }
 
 /// An output format of `mote build`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Output {
     /// `vmlinuz` + `initrd.img` for direct kernel boot.

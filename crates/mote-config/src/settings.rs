@@ -28,7 +28,7 @@ pub struct NodeSettings {
 }
 
 /// `[system]`
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct System {
     /// Host name, an RFC 1123 label.
@@ -45,6 +45,16 @@ fn default_timezone() -> String {
     "UTC".into()
 }
 
+impl Default for System {
+    fn default() -> Self {
+        Self {
+            hostname: String::new(),
+            timezone: default_timezone(),
+            admin_password_hash: String::new(),
+        }
+    }
+}
+
 /// `[network]`
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,23 +65,23 @@ pub struct Network {
 }
 
 /// `[network.interfaces.NAME]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interface {
     /// `"dhcp"`, `"off"` or a static `address/prefix`.
     #[serde(default)]
     pub ipv4: Ipv4Mode,
     /// Default IPv4 gateway for a static address.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::parse::optional")]
     pub gateway4: Option<Ipv4Addr>,
     /// `"slaac"`, `"off"` or a static `address/prefix`.
     #[serde(default)]
     pub ipv6: Ipv6Mode,
     /// Default IPv6 gateway for a static address.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::parse::optional")]
     pub gateway6: Option<Ipv6Addr>,
     /// Resolvers written to `/etc/resolv.conf` (DHCP adds its own).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::parse::list")]
     pub dns: Vec<IpAddr>,
     /// Link MTU; the driver's default when absent.
     #[serde(default)]
@@ -116,12 +126,15 @@ pub struct Firewall {
 
 impl Default for Firewall {
     fn default() -> Self {
-        Self { inbound: Policy::Deny, rules: Vec::new() }
+        Self {
+            inbound: Policy::Deny,
+            rules: Vec::new(),
+        }
     }
 }
 
 /// Inbound default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Drop what no rule accepts.
@@ -143,7 +156,7 @@ pub struct FirewallRule {
     #[serde(default)]
     pub protocol: Protocol,
     /// Source network allowed; any when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::parse::optional")]
     pub source: Option<ipnet::IpNet>,
     /// `allow` (default) or `deny`.
     #[serde(default = "allow")]
@@ -161,7 +174,7 @@ fn yes() -> bool {
 }
 
 /// Transport protocol of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP
@@ -214,7 +227,7 @@ fn default_stop_timeout() -> u32 {
 }
 
 /// Restart policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// Restart whenever it exits.
