@@ -256,7 +256,7 @@ fn choices(word: &str, expected: &str, none: &str) -> (String, Option<String>) {
 fn reshape(mut path: String, message: &str, at: &str) -> Invalid {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (key, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        if !path.ends_with(key) {
+        if segments(&path).last() != Some(&Segment::Key(key.to_owned())) {
             path = join(&path, key);
         }
         let (allowed, hint) = choices(key, expected, "no keys here");

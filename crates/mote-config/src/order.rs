@@ -95,8 +95,10 @@ pub(crate) fn cycles(services: &BTreeMap<String, Service>) -> Vec<Vec<String>> {
                             .chain(&ring[..smallest])
                             .map(|&n| n.to_owned())
                             .collect();
-                        cycle.push(cycle[0].clone());
-                        found.insert(cycle);
+                        if let Some(first) = cycle.first().cloned() {
+                            cycle.push(first);
+                            found.insert(cycle);
+                        }
                     }
                     Mark::Done => {}
                 }

@@ -223,17 +223,17 @@ fn check_network(network: &Network, out: &mut Problems) {
 }
 
 fn check_firewall(firewall: &Firewall, out: &mut Problems) {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first_named: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, rule) in firewall.rules.iter().enumerate() {
         let path = index("firewall.rules", i);
+        let first = *first_named.entry(&rule.name).or_insert(i);
         if rule.name.trim().is_empty() {
             out.push(Invalid::new(
                 join(&path, "name"),
                 quote(&rule.name),
                 "a name that is not empty",
             ));
-        } else if let Some(first) = seen.insert(&rule.name, i) {
-            seen.insert(&rule.name, first);
+        } else if first != i {
             out.push(
                 Invalid::new(
                     join(&path, "name"),
@@ -353,12 +353,11 @@ fn check_services(services: &BTreeMap<String, Service>, out: &mut Problems) {
         }
     }
     for cycle in cycles(services) {
-        let (first, next) = (&cycle[0], &cycle[1]);
-        let at = services[first]
-            .after
-            .iter()
-            .position(|dep| dep == next)
-            .unwrap_or(0);
+        let [first, next, ..] = &cycle[..] else {
+            continue;
+        };
+        let after = services.get(first).map_or(&[][..], |s| &s.after[..]);
+        let at = after.iter().position(|dep| dep == next).unwrap_or(0);
         out.push(
             Invalid::new(
                 index(&join(&join("services", first), "after"), at),

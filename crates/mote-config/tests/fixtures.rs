@@ -187,3 +187,27 @@ fn validation_errors_list_problems_in_source_order() {
     assert!(lines.len() > 3, "{err}");
     assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
 }
+
+/// Every complete manifest in `docs/manifest.md` (a ```toml block with both
+/// `[image]` and `[system]`) loads, so the reference cannot drift from the schema.
+#[test]
+fn manifests_in_the_reference_load() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/manifest.md");
+    let text = fs::read_to_string(&doc).unwrap_or_else(|e| panic!("{}: {e}", doc.display()));
+    let mut blocks = 0;
+    for (i, block) in text.split("```toml\n").skip(1).enumerate() {
+        let block = block.split("```").next().unwrap_or("");
+        let has = |table: &str| block.lines().any(|line| line.trim() == table);
+        if !(has("[image]") && has("[system]")) {
+            continue;
+        }
+        blocks += 1;
+        if let Err(err) = parse(block, Path::new(&format!("manifest.md block {}", i + 1))) {
+            panic!("a manifest in {} does not load:\n{err}", doc.display());
+        }
+    }
+    assert!(
+        blocks >= 2,
+        "expected the minimal and the complete example, found {blocks}"
+    );
+}
