@@ -69,7 +69,13 @@ impl Default for Events {
 impl Events {
     /// Events kept in memory, and echoed to the console when `console`.
     pub fn new(console: bool) -> Self {
-        Self { sink: Arc::new(Mutex::new(Sink { ring: VecDeque::new(), file: None, console })) }
+        Self {
+            sink: Arc::new(Mutex::new(Sink {
+                ring: VecDeque::new(),
+                file: None,
+                console,
+            })),
+        }
     }
 
     fn sink(&self) -> MutexGuard<'_, Sink> {
@@ -106,11 +112,21 @@ impl Events {
             message.truncate(cut);
             message.push_str(" …[truncated]");
         }
-        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let event = Event { time_ms, source: source.to_owned(), level, message };
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let event = Event {
+            time_ms,
+            source: source.to_owned(),
+            level,
+            message,
+        };
         let mut sink = self.sink();
         if sink.console && level >= Level::Warn {
-            eprintln!("mote: {} {:?}: {}", event.source, event.level, event.message);
+            eprintln!(
+                "mote: {} {:?}: {}",
+                event.source, event.level, event.message
+            );
         }
         if let Some((path, file, size)) = sink.file.as_mut() {
             if let Ok(mut line) = serde_json::to_vec(&event) {
@@ -188,6 +204,11 @@ mod tests {
             events.info("bulk", big.clone());
         }
         assert!(dir.path().join("events.1.jsonl").exists());
-        assert!(std::fs::metadata(dir.path().join("events.jsonl")).unwrap().len() < MAX_LOG_BYTES);
+        assert!(
+            std::fs::metadata(dir.path().join("events.jsonl"))
+                .unwrap()
+                .len()
+                < MAX_LOG_BYTES
+        );
     }
 }

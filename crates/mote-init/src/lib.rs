@@ -1,5 +1,18 @@
-//! PID 1 of a mote node. See `main.rs` for the boot phases.
+//! PID 1 of a mote node: the boot phases ([`boot`]), the state disk
+//! ([`state`]), networking and firewall ([`net`]), the service supervisor
+//! ([`supervisor`]), structured events ([`events`]) and the ordered end of a
+//! run ([`power`]).
+//!
+//! PID 1 never exits and never panics on input: every failure becomes an
+//! event and the node carries on without the part that failed. Should a bug
+//! panic anyway, `main` catches it, logs it and reboots the node.
 #![deny(missing_docs)]
 
+pub mod boot;
 pub mod events;
+pub mod first_boot;
 pub mod net;
+pub mod power;
+pub mod state;
+pub mod supervisor;
+pub mod system;

@@ -1,0 +1,322 @@
+//! One supervised service: start it when its dependencies are ready, watch
+//! readiness, restart it with backoff by its policy, give up after too many
+//! rapid failures, stop it in order.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mote_config::{Protocol, RestartPolicy, Service};
+use tokio::sync::watch;
+
+use super::logs;
+use super::reaper::{Exit, Reaper};
+use crate::events::{Events, Level};
+
+/// Where a service is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for dependencies.
+    Waiting,
+    /// Process started, not yet ready.
+    Starting {
+        /// Process id.
+        pid: u32,
+    },
+    /// Process started and listening on its ports.
+    Ready {
+        /// Process id.
+        pid: u32,
+    },
+    /// Exited; restarting after a pause.
+    Backoff,
+    /// Given up on: too many rapid failures, a failed dependency, or a policy
+    /// that does not restart.
+    Failed(String),
+    /// Exited cleanly under a policy that does not restart it.
+    Exited,
+    /// Stopped on request.
+    Stopped,
+}
+
+impl State {
+    /// Ready, or ended for good: nothing more to wait for at boot.
+    pub fn settled(&self) -> bool {
+        matches!(
+            self,
+            State::Ready { .. } | State::Failed(_) | State::Exited | State::Stopped
+        )
+    }
+}
+
+/// Restart pacing.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// First pause before a restart; doubles each time.
+    pub backoff_start: Duration,
+    /// Longest pause.
+    pub backoff_max: Duration,
+    /// A run this long resets the backoff.
+    pub healthy_after: Duration,
+    /// This many failures within `window`…
+    pub rapid_failures: usize,
+    /// …and the service is given up on.
+    pub window: Duration,
+    /// How long a started process may take to listen on its ports.
+    pub ready_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            backoff_start: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            healthy_after: Duration::from_secs(10),
+            rapid_failures: 5,
+            window: Duration::from_secs(60),
+            ready_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything one service task needs.
+pub struct Runner {
+    /// Service name, the events' source.
+    pub name: String,
+    /// Its definition.
+    pub spec: Service,
+    /// States of the services it comes after.
+    pub deps: Vec<(String, watch::Receiver<State>)>,
+    /// Where to publish its own state.
+    pub state: watch::Sender<State>,
+    /// Becomes true when it must stop.
+    pub stop: watch::Receiver<bool>,
+    /// Shared child registry.
+    pub reaper: Arc<Reaper>,
+    /// Event sink.
+    pub events: Events,
+    /// Restart pacing.
+    pub limits: Limits,
+}
+
+impl Runner {
+    /// Run until stopped or given up on.
+    pub async fn run(mut self) {
+        if let Err(reason) = self.wait_for_dependencies().await {
+            self.events.error(&self.name, &reason);
+            self.state.send_replace(State::Failed(reason));
+            return;
+        }
+        let mut failures: Vec<Instant> = Vec::new();
+        let mut backoff = self.limits.backoff_start;
+        loop {
+            if *self.stop.borrow() {
+                self.state.send_replace(State::Stopped);
+                return;
+            }
+            let started = Instant::now();
+            let exit = match self.run_once().await {
+                Ok(Some(exit)) => exit,
+                Ok(None) => {
+                    self.state.send_replace(State::Stopped);
+                    return;
+                }
+                Err(e) => {
+                    self.events.error(
+                        &self.name,
+                        format!("cannot start {}: {e}", self.spec.argv[0]),
+                    );
+                    Exit::Code(127)
+                }
+            };
+            let restart = match self.spec.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => !exit.success(),
+                RestartPolicy::Never => false,
+            };
+            if !restart {
+                let level = if exit.success() {
+                    Level::Info
+                } else {
+                    Level::Warn
+                };
+                self.events.emit(
+                    &self.name,
+                    level,
+                    format!("exited ({exit}); restart policy says stay down"),
+                );
+                self.state.send_replace(if exit.success() {
+                    State::Exited
+                } else {
+                    State::Failed(exit.to_string())
+                });
+                return;
+            }
+            let now = Instant::now();
+            if now.duration_since(started) >= self.limits.healthy_after {
+                backoff = self.limits.backoff_start;
+            }
+            failures.retain(|t| now.duration_since(*t) < self.limits.window);
+            failures.push(now);
+            if failures.len() >= self.limits.rapid_failures {
+                let reason = format!(
+                    "{} failures within {} s (last: {exit}); not restarting it again",
+                    failures.len(),
+                    self.limits.window.as_secs()
+                );
+                self.events.error(&self.name, &reason);
+                self.state.send_replace(State::Failed(reason));
+                return;
+            }
+            self.events.warn(
+                &self.name,
+                format!("exited ({exit}); restarting in {} ms", backoff.as_millis()),
+            );
+            self.state.send_replace(State::Backoff);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.stop.changed() => {}
+            }
+            backoff = (backoff * 2).min(self.limits.backoff_max);
+        }
+    }
+
+    async fn wait_for_dependencies(&mut self) -> Result<(), String> {
+        for (dep, rx) in &mut self.deps {
+            let state = rx
+                .wait_for(|s| {
+                    matches!(
+                        s,
+                        State::Ready { .. } | State::Failed(_) | State::Exited | State::Stopped
+                    )
+                })
+                .await
+                .map_err(|_| format!("dependency {dep} went away"))?
+                .clone();
+            if let State::Failed(why) = state {
+                return Err(format!("not started: dependency {dep} failed ({why})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the process and wait for it to exit (Some) or for a stop request
+    /// (None, after stopping it).
+    async fn run_once(&mut self) -> std::io::Result<Option<Exit>> {
+        let (mut child, mut exited) = self.reaper.spawn(&mut self.command())?;
+        let pid = child.id();
+        self.events.info(&self.name, format!("started pid {pid}"));
+        self.state.send_replace(State::Starting { pid });
+        if let Some(out) = child.stdout.take() {
+            logs::forward(
+                out.into(),
+                self.name.clone(),
+                Level::Info,
+                self.events.clone(),
+            );
+        }
+        if let Some(err) = child.stderr.take() {
+            logs::forward(
+                err.into(),
+                self.name.clone(),
+                Level::Warn,
+                self.events.clone(),
+            );
+        }
+        let ports: Vec<u16> = self
+            .spec
+            .ports
+            .iter()
+            .filter(|p| p.protocol == Protocol::Tcp)
+            .map(|p| p.number)
+            .collect();
+        let ready = wait_listening(ports, self.limits.ready_timeout);
+        tokio::pin!(ready);
+        let mut is_ready = false;
+        loop {
+            tokio::select! {
+                exit = &mut exited => return Ok(Some(exit.unwrap_or(Exit::Code(-1)))),
+                ok = &mut ready, if !is_ready => {
+                    is_ready = true;
+                    if ok {
+                        self.state.send_replace(State::Ready { pid });
+                    } else {
+                        self.events.warn(&self.name, "not listening on its ports yet; counting it as started");
+                        self.state.send_replace(State::Ready { pid });
+                    }
+                }
+                _ = self.stop.changed() => {
+                    self.terminate(pid, &mut exited).await;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// SIGTERM the service's process group, SIGKILL it after the stop timeout.
+    async fn terminate(&self, pid: u32, exited: &mut tokio::sync::oneshot::Receiver<Exit>) {
+        let group = -(pid as i32);
+        // SAFETY: kill takes plain integers; the group is the service's own.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let timeout = Duration::from_secs(u64::from(self.spec.stop_timeout_secs));
+        match tokio::time::timeout(timeout, &mut *exited).await {
+            Ok(exit) => {
+                let exit = exit.map_or_else(|_| "unknown".to_owned(), |e| e.to_string());
+                self.events.info(&self.name, format!("stopped ({exit})"));
+            }
+            Err(_) => {
+                // SAFETY: as above.
+                unsafe { libc::kill(group, libc::SIGKILL) };
+                let _ = exited.await;
+                self.events.warn(
+                    &self.name,
+                    format!("did not stop within {} s; killed", timeout.as_secs()),
+                );
+            }
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.spec.argv[0]);
+        command
+            .args(&self.spec.argv[1..])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/")
+            .envs(&self.spec.environment)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Ok((uid, gid)) = mote_config::parse_user(&self.spec.user) {
+            if uid != 0 || gid != 0 {
+                // std drops supplementary groups, then sets gid and uid.
+                command.uid(uid).gid(gid);
+            }
+        }
+        command
+    }
+}
+
+/// Resolve when something accepts TCP connections on every port on loopback
+/// (true), or when `timeout` passes (false). No ports: ready at once.
+async fn wait_listening(ports: Vec<u16>, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for port in ports {
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    true
+}
