@@ -26,8 +26,9 @@ pub struct RunConfig {
     pub state_disk: Option<PathBuf>,
     /// Size of a state disk created on first use, in MiB.
     pub state_disk_mib: u32,
-    /// Also copy the serial console here (it always goes to the node's
-    /// `serial.log`).
+    /// Write the serial console log here instead of the node's
+    /// `serial.log` (which then links to it). QEMU writes it itself, so it
+    /// stays complete after the caller exits.
     pub log: Option<PathBuf>,
     /// Echo the serial console to our stdout while the node runs (foreground).
     pub console: bool,
@@ -57,6 +58,14 @@ impl RunConfig {
             machine: Machine::Microvm,
             extra_cmdline: String::new(),
         }
+    }
+}
+
+impl Default for RunConfig {
+    /// [`RunConfig::new`] with an empty name and image directory, for
+    /// `RunConfig { name, image_dir, ..Default::default() }`.
+    fn default() -> Self {
+        Self::new("", "")
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -73,7 +74,12 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
     })?;
 
     let dir = absolute(&registry::node_dir(&cfg.name))?;
-    std::fs::create_dir_all(&dir).map_err(|e| VmError::file("create", &dir, e))?;
+    // Private: the state disk holds the node's keys.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| VmError::file("create", &dir, e))?;
     if let Some(old) = registry::read_record(&dir) {
         if old.alive() {
             return Err(VmError::AlreadyRunning {
@@ -97,6 +103,11 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
     };
     // A fresh, empty log: readiness is read from its start.
     File::create(&serial_log).map_err(|e| VmError::file("create", &serial_log, e))?;
+    let default_log = dir.join("serial.log");
+    if serial_log != default_log {
+        let _ = std::fs::remove_file(&default_log);
+        let _ = std::os::unix::fs::symlink(&serial_log, &default_log);
+    }
     let qmp_socket = dir.join("qmp.sock");
     let serial_socket = dir.join("serial.sock");
     for socket in [&qmp_socket, &serial_socket] {
@@ -457,7 +468,8 @@ fn resolve_accel(choice: AccelChoice) -> Result<(Accel, Option<String>), VmError
 /// ext4 filesystem labelled `mote-state`, made with every inode table and
 /// the journal written now (no lazy init left for the guest). It is made
 /// under a temporary name and renamed, so an interrupted creation leaves no
-/// half-made disk. An existing disk is used as it is.
+/// half-made disk, and readable by its owner only (it will hold the node's
+/// keys). An existing disk is used as it is.
 pub(crate) fn ensure_state_disk(path: &Path, mib: u32) -> Result<(), VmError> {
     if path.exists() {
         return Ok(());
@@ -473,7 +485,13 @@ pub(crate) fn ensure_state_disk(path: &Path, mib: u32) -> Result<(), VmError> {
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let made = (|| {
-        let file = File::create(&partial).map_err(|e| VmError::file("create", &partial, e))?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|e| VmError::file("create", &partial, e))?;
         file.set_len(u64::from(mib) << 20)
             .map_err(|e| VmError::file("size", &partial, e))?;
         drop(file);
@@ -580,6 +598,9 @@ mod tests {
         ensure_state_disk(&disk, 16).unwrap();
         let bytes = std::fs::read(&disk).unwrap();
         assert_eq!(bytes.len(), 16 << 20);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&disk).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert_eq!(&bytes[1080..1082], &[0x53, 0xef], "ext4 magic");
         assert_eq!(&bytes[1024 + 120..1024 + 130], b"mote-state", "label");
         std::fs::write(&disk, b"kept").unwrap();

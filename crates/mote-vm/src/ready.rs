@@ -33,7 +33,8 @@ pub struct ReadyReport {
 /// The host knows the wall clock at spawn and when it saw the ready line;
 /// the guest knows its uptime at PID 1's start (`uptime_ms`) and at readiness
 /// (`boot_ms`). The kernel started at about `wall(ready) − boot_ms`, so:
-/// - `qemu_to_kernel_ms` = total − boot_ms (QEMU start, firmware, loading);
+/// - `qemu_to_kernel_ms` = total − boot_ms (QEMU start, firmware, loading,
+///   and the kernel decompressing itself: its clock starts after that);
 /// - `kernel_to_init_ms` = uptime_ms (the kernel's own boot);
 /// - `init_to_ready_ms` = boot_ms − uptime_ms (PID 1 until ready).
 ///
@@ -43,7 +44,7 @@ pub struct ReadyReport {
 /// of its printing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BootSplit {
-    /// From spawning QEMU to the kernel's first instruction.
+    /// From spawning QEMU to the start of the kernel's clock.
     pub qemu_to_kernel_ms: u64,
     /// From the kernel's start to PID 1's start.
     pub kernel_to_init_ms: u64,

@@ -370,8 +370,15 @@ fn a_guest_reboot_boots_again() {
     let Some(kit) = kit() else { return };
     let mut cfg = config(kit, "reboot", Machine::Microvm, "reboot");
     cfg.console = true;
+    let log = kit
+        .root
+        .join(format!("reboot-console-{}.log", std::process::id()));
+    cfg.log = Some(log.clone());
     let mut node = start(&cfg).unwrap_or_else(|e| panic!("start: {e}"));
     let _guard = KillOnPanic(node.pid());
+    assert_eq!(node.serial_log(), log);
+    let link = registry::state_dir().join("nodes/reboot/serial.log");
+    assert_eq!(std::fs::read_link(&link).ok(), Some(log.clone()));
     ready(&mut node);
     let second = ready(&mut node);
     assert!(second.split.total_ms > 0);
