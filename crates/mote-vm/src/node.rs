@@ -101,11 +101,12 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         Some(path) => absolute(path)?,
         None => dir.join("serial.log"),
     };
-    // A fresh, empty log: readiness is read from its start.
-    File::create(&serial_log).map_err(|e| VmError::file("create", &serial_log, e))?;
+    // A fresh, empty log: readiness is read from its start. The node's
+    // serial.log may be a link to an earlier run's log: replace, never follow.
     let default_log = dir.join("serial.log");
+    let _ = std::fs::remove_file(&default_log);
+    File::create(&serial_log).map_err(|e| VmError::file("create", &serial_log, e))?;
     if serial_log != default_log {
-        let _ = std::fs::remove_file(&default_log);
         let _ = std::os::unix::fs::symlink(&serial_log, &default_log);
     }
     let qmp_socket = dir.join("qmp.sock");

@@ -32,6 +32,7 @@ fn kit() -> Option<&'static Kit> {
         }
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mote-vm");
         std::fs::create_dir_all(&root).expect("create the test directory");
+        sweep(&root);
         let state = root.join(format!("state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         // Set once, before any node starts; every test goes through here first.
@@ -50,6 +51,30 @@ fn kit() -> Option<&'static Kit> {
         })
     })
     .as_ref()
+}
+
+/// Remove what earlier test runs left (images, state directories, logs,
+/// all named after their process id), unless that process still runs.
+fn sweep(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stem = name.trim_end_matches(".log");
+        let Some(pid) = stem.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
 }
 
 fn kernel(root: &Path) -> (PathBuf, Option<(PathBuf, PathBuf)>) {
@@ -91,6 +116,7 @@ fn kernel(root: &Path) -> (PathBuf, Option<(PathBuf, PathBuf)>) {
         assert!(ok, "dpkg-deb -x {} failed", deb.display());
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::rename(&unpacked, &dir).expect("move the unpacked kernel into place");
+        let _ = std::fs::remove_dir_all(&download);
     }
     let modules = find_modules(&dir);
     assert!(
@@ -368,23 +394,32 @@ fn registry_stop_powers_a_node_off() {
 #[test]
 fn a_guest_reboot_boots_again() {
     let Some(kit) = kit() else { return };
-    let mut cfg = config(kit, "reboot", Machine::Microvm, "reboot");
-    cfg.console = true;
-    let log = kit
-        .root
-        .join(format!("reboot-console-{}.log", std::process::id()));
-    cfg.log = Some(log.clone());
-    let mut node = start(&cfg).unwrap_or_else(|e| panic!("start: {e}"));
-    let _guard = KillOnPanic(node.pid());
-    assert_eq!(node.serial_log(), log);
-    let link = registry::state_dir().join("nodes/reboot/serial.log");
-    assert_eq!(std::fs::read_link(&link).ok(), Some(log.clone()));
-    ready(&mut node);
-    let second = ready(&mut node);
-    assert!(second.split.total_ms > 0);
-    let console = std::fs::read_to_string(node.serial_log()).unwrap_or_default();
-    assert!(console.matches("mote: init").count() >= 2, "{console}");
-    node.kill().expect("kill");
+    for machine in [Machine::Microvm, Machine::Pc] {
+        let name = format!("reboot-{machine}");
+        let mut cfg = config(kit, &name, machine, "reboot");
+        cfg.console = true;
+        let log = kit
+            .root
+            .join(format!("{name}-console-{}.log", std::process::id()));
+        cfg.log = Some(log.clone());
+        let mut node = start(&cfg).unwrap_or_else(|e| panic!("start: {e}"));
+        let _guard = KillOnPanic(node.pid());
+        assert_eq!(node.serial_log(), log);
+        let link = registry::state_dir()
+            .join("nodes")
+            .join(&name)
+            .join("serial.log");
+        assert_eq!(std::fs::read_link(&link).ok(), Some(log.clone()));
+        ready(&mut node);
+        let second = ready(&mut node);
+        assert!(second.split.total_ms > 0);
+        let console = std::fs::read_to_string(node.serial_log()).unwrap_or_default();
+        assert!(
+            console.matches("mote: init").count() >= 2,
+            "{machine}: {console}"
+        );
+        node.kill().expect("kill");
+    }
 }
 
 #[test]
