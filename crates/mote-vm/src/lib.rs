@@ -23,7 +23,8 @@
 //!     the pid, sockets, forwards and state disk stay, the serial log goes on.
 //!     A kernel panic with `panic=-1` therefore reboots too; [`RunningNode::wait_ready`]
 //!     reports the panic instead of waiting out the reboot loop.
-//!   - Under TCG on a busy host, microvm boots hung about one time in three:
+//!   - Under TCG on a loaded host, microvm boots hung (1 in ~10 alone, 5 in 16
+//!     with two boots at once):
 //!     Linux calibrates the TSC against the PIT, that fails when the host is
 //!     loaded, and a microvm has no HPET or PM timer to fall back to. mote
 //!     therefore measures the host's TSC rate (TCG's guest TSC is the host's)
@@ -58,6 +59,16 @@
 //! - The serial console is echoed, not interactive: input would go through
 //!   `serial.sock`, which nothing attaches to yet.
 //! - Readiness is seen by polling the log every 20 ms.
+//! - [`AccelChoice::Auto`] probes KVM on every start: ~0.1 s where KVM works,
+//!   the full 2 s where it hangs (as here); pass [`AccelChoice::Tcg`] to skip.
+//! - QEMU runs in its own process group, so a terminal's Ctrl-C reaches only
+//!   the caller: a foreground `mote run` should answer it with
+//!   [`RunningNode::powerdown`].
+//! - A client attached to `serial.sock` that stops reading stalls the guest's
+//!   console output (QEMU's socket chardev applies backpressure).
+//! - On microvm the time before the kernel's clock starts (0.77 s) is longer
+//!   than on `pc` (0.43 s); where it goes (firmware, loading, decompression)
+//!   is not yet measured.
 //!
 //! # Example
 //! ```no_run
