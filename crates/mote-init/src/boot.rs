@@ -24,7 +24,7 @@ use crate::events::Events;
 use crate::first_boot::{self, Outcome};
 use crate::power::{self, Action};
 use crate::supervisor::{Limits, Reaper, State, Supervisor};
-use crate::{net, state, system};
+use crate::{console, net, state, system};
 
 /// Node settings baked into the image.
 pub const SETTINGS: &str = "/etc/mote/settings.json";
@@ -37,6 +37,12 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
     let mut timeline = Timeline::new(init_ms);
     system::mount_pseudo_filesystems(events);
     system::disable_ctrl_alt_del();
+    if system::kernel_cmdline()
+        .split_whitespace()
+        .any(|w| w == "mote.verbose")
+    {
+        events.set_console_level(crate::events::Level::Debug);
+    }
     timeline.mark("filesystems");
 
     let settings = load_settings(Path::new(SETTINGS), events);
@@ -83,8 +89,10 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
     timeline.mark("firewall");
 
     match first_boot::run(&settings.first_boot, state_dir, &reaper, events).await {
-        Outcome::Ran { ok, total } => println!("mote: first-boot ran {ok}/{total} commands"),
-        Outcome::AlreadyDone => println!("mote: first-boot already done"),
+        Outcome::Ran { ok, total } => {
+            console::line(format!("mote: first-boot ran {ok}/{total} commands"))
+        }
+        Outcome::AlreadyDone => console::line("mote: first-boot already done".into()),
         Outcome::Nothing | Outcome::NoStateDisk => {}
     }
     timeline.mark("first-boot");
@@ -109,13 +117,13 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
         .iter()
         .map(ToString::to_string)
         .collect();
-    println!(
+    console::line(format!(
         "mote: ready hostname={} addresses={} boot_ms={} init_ms={init_ms} services={up}/{} modules={modules}",
         settings.system.hostname,
         addresses.join(","),
         system::uptime_ms(),
         states.len(),
-    );
+    ));
     events.info("init", format!("boot timeline: {}", timeline.summary()));
 
     let action = power::wait_for_request(events).await;

@@ -51,7 +51,7 @@ pub const MAX_LOG_BYTES: u64 = 8 << 20;
 struct Sink {
     ring: VecDeque<Event>,
     file: Option<(PathBuf, File, u64)>,
-    console: bool,
+    console: Option<Level>,
 }
 
 /// A cheap, cloneable handle for emitting events.
@@ -67,15 +67,23 @@ impl Default for Events {
 }
 
 impl Events {
-    /// Events kept in memory, and echoed to the console when `console`.
+    /// Events kept in memory, and echoed to the console (warnings and worse)
+    /// when `console`.
     pub fn new(console: bool) -> Self {
+        let console = console.then_some(Level::Warn);
+        let sink = Sink {
+            ring: VecDeque::new(),
+            file: None,
+            console,
+        };
         Self {
-            sink: Arc::new(Mutex::new(Sink {
-                ring: VecDeque::new(),
-                file: None,
-                console,
-            })),
+            sink: Arc::new(Mutex::new(sink)),
         }
+    }
+
+    /// Echo events of `level` and worse to the console from now on.
+    pub fn set_console_level(&self, level: Level) {
+        self.sink().console = Some(level);
     }
 
     fn sink(&self) -> MutexGuard<'_, Sink> {
@@ -122,12 +130,6 @@ impl Events {
             message,
         };
         let mut sink = self.sink();
-        if sink.console && level >= Level::Warn {
-            eprintln!(
-                "mote: {} {:?}: {}",
-                event.source, event.level, event.message
-            );
-        }
         if let Some((path, file, size)) = sink.file.as_mut() {
             if let Ok(mut line) = serde_json::to_vec(&event) {
                 line.push(b'\n');
@@ -142,6 +144,12 @@ impl Events {
                     *size += line.len() as u64;
                 }
             }
+        }
+        if sink.console.is_some_and(|min| level >= min) {
+            crate::console::line(format!(
+                "mote: {} {:?}: {}",
+                event.source, event.level, event.message
+            ));
         }
         if sink.ring.len() == RING {
             sink.ring.pop_front();

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod boot;
+pub mod console;
 pub mod events;
 pub mod first_boot;
 pub mod net;

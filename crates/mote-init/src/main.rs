@@ -13,7 +13,8 @@ fn main() {
         std::process::exit(2);
     }
     let init_ms = system::uptime_ms();
-    println!("mote: init uptime_ms={init_ms}");
+    mote_init::console::start();
+    mote_init::console::line(format!("mote: init uptime_ms={init_ms}"));
     let events = Events::new(true);
     let outcome = std::panic::catch_unwind(|| {
         match tokio::runtime::Builder::new_current_thread()

@@ -108,7 +108,8 @@ pub fn finish(action: Action, events: &Events) -> ! {
         Action::PowerOff => "powering off",
         Action::Reboot => "rebooting",
     };
-    println!("mote: {how}");
+    crate::console::line(format!("mote: {how}"));
+    crate::console::drain();
     let cmd = match action {
         Action::PowerOff => libc::RB_POWER_OFF,
         Action::Reboot => libc::RB_AUTOBOOT,

@@ -69,7 +69,7 @@ pub fn load_modules(list: &Path, events: &Events) -> usize {
         .to_string_lossy()
         .into_owned();
     let base = Path::new("/lib/modules").join(release);
-    let no_params = CString::default();
+    let cmdline = kernel_cmdline();
     let mut loaded = 0;
     for relative in text.lines().filter(|l| !l.is_empty()) {
         let path = base.join(relative);
@@ -80,16 +80,11 @@ pub fn load_modules(list: &Path, events: &Events) -> usize {
                 continue;
             }
         };
+        let params = module_params(&cmdline, &module_name(relative));
         // SAFETY: finit_module reads the open module file and a NUL-terminated
         // parameter string, both alive for the duration of the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_finit_module,
-                file.as_raw_fd(),
-                no_params.as_ptr(),
-                0,
-            )
-        };
+        let rc =
+            unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
         let error = std::io::Error::last_os_error();
         if rc == 0 {
             loaded += 1;
@@ -98,6 +93,31 @@ pub fn load_modules(list: &Path, events: &Events) -> usize {
         }
     }
     loaded
+}
+
+/// `kernel/drivers/virtio/virtio_mmio.ko` → `virtio_mmio`.
+fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split(".ko").next().unwrap_or(file).replace('-', "_")
+}
+
+/// What modprobe would pass: every `MODULE.param=value` word of the kernel
+/// command line for this module (the kernel applies such words only to
+/// built-in code; QEMU's microvm describes its virtio-mmio devices this way).
+fn module_params(cmdline: &str, module: &str) -> CString {
+    let params: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter_map(|word| {
+            let (name, rest) = word.split_once('.')?;
+            (name.replace('-', "_") == module).then_some(rest)
+        })
+        .collect();
+    CString::new(params.join(" ")).unwrap_or_default()
+}
+
+/// The kernel command line (`mote.verbose` there echoes every event).
+pub fn kernel_cmdline() -> String {
+    std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
 }
 
 /// Set the kernel's host name.
@@ -112,4 +132,24 @@ pub fn set_hostname(name: &str, events: &Events) {
 pub fn disable_ctrl_alt_del() {
     // SAFETY: reboot with RB_DISABLE_CAD only changes a kernel flag.
     unsafe { libc::reboot(libc::RB_DISABLE_CAD) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_parameters_come_from_the_kernel_command_line_as_modprobe_does() {
+        let cmdline = "console=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 virtio-mmio.device=512@0xfeb00c00:11 quiet";
+        assert_eq!(
+            module_name("kernel/drivers/virtio/virtio_mmio.ko"),
+            "virtio_mmio"
+        );
+        let params = module_params(cmdline, "virtio_mmio");
+        assert_eq!(
+            params.to_str().unwrap(),
+            "device=512@0xfeb00e00:12 device=512@0xfeb00c00:11"
+        );
+        assert_eq!(module_params(cmdline, "virtio_net").to_str().unwrap(), "");
+    }
 }

@@ -267,6 +267,23 @@ impl RunningNode {
         })
     }
 
+    /// QEMU's exit status if it has exited (and then the node is
+    /// unregistered), or `None` while it runs.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, VmError> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.finish();
+                Ok(Some(status))
+            }
+            Ok(None) => Ok(None),
+            Err(source) => Err(VmError::Process {
+                action: "wait for",
+                pid: self.pid(),
+                source,
+            }),
+        }
+    }
+
     /// Wait for QEMU to exit (a guest power-off exits 0) and unregister the
     /// node. After `timeout` the node is left running and registered, and the
     /// error says how to stop it.

@@ -31,9 +31,13 @@ fn esc(value: &str) -> String {
 pub(crate) fn qemu_args(plan: &LaunchPlan<'_>) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
-    let (net_device, blk_device) = match plan.machine {
-        Machine::Microvm => ("virtio-net-device", "virtio-blk-device"),
-        Machine::Pc => ("virtio-net-pci", "virtio-blk-pci"),
+    let (net_device, blk_device, rng_device) = match plan.machine {
+        Machine::Microvm => (
+            "virtio-net-device",
+            "virtio-blk-device",
+            "virtio-rng-device",
+        ),
+        Machine::Pc => ("virtio-net-pci", "virtio-blk-pci", "virtio-rng-pci"),
     };
     push(&[
         "-name",
@@ -97,6 +101,11 @@ pub(crate) fn qemu_args(plan: &LaunchPlan<'_>) -> Vec<String> {
         "-device",
         &format!("{blk_device},drive=state"),
     ]);
+    // Host entropy: without it a fresh guest's pool can stay uninitialised
+    // for minutes, and static binaries whose getrandom falls back to polling
+    // /dev/random (the getrandom crate does, lacking a dynamic libc symbol)
+    // stall PID 1 (seen: the DHCP client waiting forever after DISCOVER).
+    push(&["-device", rng_device]);
     args
 }
 
@@ -232,7 +241,9 @@ virtio-net-device,netdev=n0
 -drive
 file=/s/nodes/web01/state.img,if=none,format=raw,id=state,cache=writeback
 -device
-virtio-blk-device,drive=state";
+virtio-blk-device,drive=state
+-device
+virtio-rng-device";
         assert_eq!(got, want);
     }
 

@@ -1,0 +1,108 @@
+//! `mote build MANIFEST [-o DIR]`
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::exit::{Code, WithCode};
+use crate::output;
+use crate::progress::Progress;
+
+/// Build a bootable image from a manifest: fetches the kernel once into the
+/// cache, resolves drivers to modules, packs the static userland and writes
+/// DIR/vmlinuz, DIR/initrd.img, DIR/cmdline and DIR/build.json. The same
+/// manifest always gives byte-identical vmlinuz and initrd.img.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The manifest (TOML).
+    manifest: PathBuf,
+    /// Output directory [default: out/IMAGE_NAME]
+    #[arg(short, long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    pub bins: BinDir,
+    /// Print the build report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the node binaries (mote-init and friends) come from.
+#[derive(clap::Args, Clone)]
+pub struct BinDir {
+    /// Directory holding the static node binaries (mote-init, …) and the
+    /// `bin:NAME` files of manifests [default: beside this mote executable]
+    #[arg(long, env = "MOTE_BIN_DIR", value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl BinDir {
+    fn resolve(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.bin_dir {
+            return Ok(dir.clone());
+        }
+        let exe = std::env::current_exe().context("finding the mote executable")?;
+        Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+    }
+}
+
+/// Build `manifest_path` into `out` (or `out/NAME`); returns the image dir
+/// and the report.
+pub fn build(
+    manifest_path: &Path,
+    out: Option<&Path>,
+    bins: &BinDir,
+    quiet: bool,
+) -> anyhow::Result<(PathBuf, mote_image::BuildReport)> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(manifest_path)
+        .with_context(|| format!("reading the manifest {}", manifest_path.display()))
+        .code(Code::InvalidInput)?;
+    let manifest = mote_config::parse(&text, manifest_path)?;
+    let out_dir = out.map_or_else(|| PathBuf::from("out").join(&manifest.image.name), Path::to_path_buf);
+    let bin_dir = bins.resolve()?;
+    let mut progress = Progress::start(quiet);
+    let mut step = |message: &str| progress.step(message);
+    let cache = mote_kernel::KernelCache::default_location().code(Code::Environment)?;
+    let manifest_dir = manifest_path.parent().unwrap_or(Path::new("."));
+    let kernel = mote_kernel::obtain(&manifest.kernel, manifest_dir, &cache, &mut step).code(Code::Environment)?;
+    let inputs = mote_image::BuildInputs {
+        manifest: &manifest,
+        manifest_path,
+        manifest_text: &text,
+        bin_dir: &bin_dir,
+        kernel: &kernel,
+    };
+    let report = mote_image::build(&inputs, &out_dir, &mut step)
+        .with_context(|| format!("building {}", manifest_path.display()))?;
+    progress.finish();
+    if !quiet {
+        eprintln!(
+            "built {} in {:.2} s → {} (kernel {})",
+            manifest.image.name,
+            started.elapsed().as_secs_f64(),
+            out_dir.display(),
+            kernel.version
+        );
+    }
+    Ok((out_dir, report))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (out_dir, report) = build(&args.manifest, args.out.as_deref(), &args.bins, args.json)?;
+    if args.json {
+        return output::json(&report);
+    }
+    let sizes = &report.sizes;
+    output::table(
+        &["part", "size"],
+        &[
+            vec!["kernel".into(), output::size(sizes.kernel)],
+            vec!["initramfs (zstd)".into(), output::size(sizes.initramfs)],
+            vec!["  userland".into(), output::size(sizes.userland_compressed)],
+            vec!["  modules".into(), output::size(sizes.modules_compressed)],
+        ],
+    );
+    println!("boot it with: mote run {}", out_dir.display());
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! `mote run DIR|MANIFEST`
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use mote_vm::{AccelChoice, Forward, Machine, RunConfig};
+use serde::Serialize;
+
+use crate::cmd::build::{self, BinDir};
+use crate::exit::{Code, WithCode};
+use crate::output;
+
+/// Boot an image under QEMU (KVM when a probe shows it really runs a guest,
+/// else TCG with a notice), wait for the node's ready line and print where
+/// the boot time went. Given a manifest, build it first. In the foreground
+/// the serial console is shown and Ctrl-C powers the node off in order.
+#[derive(clap::Args)]
+pub struct Args {
+    /// An image directory from `mote build`, or a manifest to build first.
+    target: PathBuf,
+    /// Node name [default: the image directory's name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Forward a host port on 127.0.0.1 to a guest port: HOST:GUEST[/udp]
+    /// (repeatable; HOST 0 picks a free port).
+    #[arg(short, long = "forward", value_name = "HOST:GUEST")]
+    forwards: Vec<Forward>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory: u32,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1)]
+    cpus: u32,
+    /// Return once the node is ready and leave it running (stop it with `mote stop`).
+    #[arg(short, long)]
+    detach: bool,
+    /// Write the serial console to FILE instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Accelerator: auto (probe KVM, fall back to TCG), kvm, or tcg.
+    #[arg(long, default_value = "auto")]
+    accel: AccelChoice,
+    /// QEMU machine: microvm (fastest) or pc.
+    #[arg(long, default_value = "microvm")]
+    machine: Machine,
+    /// Extra kernel command line words (e.g. `mote.verbose` to see every event).
+    #[arg(long, value_name = "WORDS", default_value = "")]
+    cmdline: String,
+    /// Seconds to wait for the ready line.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    #[command(flatten)]
+    bins: BinDir,
+    /// Print the ready report as one line of JSON (and no console).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Ready<'a> {
+    name: &'a str,
+    pid: u32,
+    hostname: &'a str,
+    addresses: &'a [String],
+    forwards: Vec<String>,
+    boot: mote_vm::BootSplit,
+    serial_log: PathBuf,
+    notice: Option<String>,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let image_dir = if args.target.is_file() {
+        build::build(&args.target, None, &args.bins, args.json)?.0
+    } else {
+        args.target.clone()
+    };
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => image_dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .context("cannot name the node after its image directory; pass --name")?,
+    };
+    let mut cfg = RunConfig::new(&name, &image_dir);
+    cfg.forwards = args.forwards.clone();
+    cfg.memory_mib = args.memory;
+    cfg.cpus = args.cpus;
+    cfg.log = args.log.clone();
+    cfg.console = !args.detach && !args.json && args.log.is_none();
+    cfg.accel = args.accel;
+    cfg.machine = args.machine;
+    cfg.extra_cmdline = args.cmdline.clone();
+
+    let mut node = mote_vm::start(&cfg).code(Code::Environment)?;
+    if let (Some(notice), false) = (node.notice(), args.json) {
+        eprintln!("mote: {notice}");
+    }
+    // SAFETY: the handler only stores to an atomic, which is signal-safe.
+    unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
+    let report = match node.wait_ready(Duration::from_secs(args.timeout)) {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = node.kill();
+            return Err(e).code(Code::NodeFailed);
+        }
+    };
+    let forwards: Vec<String> =
+        node.forwards().iter().map(|f| format!("127.0.0.1:{} → {}/{}", f.host, f.guest, f.protocol)).collect();
+    let ready = Ready {
+        name: &name,
+        pid: node.pid(),
+        hostname: &report.hostname,
+        addresses: &report.addresses,
+        forwards,
+        boot: report.split,
+        serial_log: node.serial_log().to_path_buf(),
+        notice: node.notice().map(str::to_owned),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&ready)?);
+    } else {
+        print_ready(&ready, args.detach);
+    }
+    if args.detach {
+        return Ok(());
+    }
+    let mut pressed = false;
+    loop {
+        if let Some(status) = node.try_wait()? {
+            if !status.success() {
+                return Err(anyhow::anyhow!("QEMU ended with {status}; see {}", ready.serial_log.display()))
+                    .code(Code::NodeFailed);
+            }
+            return Ok(());
+        }
+        if INTERRUPTED.swap(false, Ordering::SeqCst) {
+            if pressed {
+                eprintln!("\nmote: killing {name}");
+                node.kill()?;
+                return Ok(());
+            }
+            eprintln!("\nmote: powering {name} off (Ctrl-C again to kill it)");
+            node.powerdown()?;
+            pressed = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn print_ready(ready: &Ready<'_>, detached: bool) {
+    let b = &ready.boot;
+    let secs = |ms: u64| format!("{:.2} s", ms as f64 / 1000.0);
+    eprintln!();
+    eprintln!(
+        "{} is ready in {} (qemu→kernel {}, kernel→init {}, init→ready {})",
+        ready.name,
+        secs(b.total_ms),
+        secs(b.qemu_to_kernel_ms),
+        secs(b.kernel_to_init_ms),
+        secs(b.init_to_ready_ms)
+    );
+    let addresses = if ready.addresses.is_empty() { "none".into() } else { ready.addresses.join(" ") };
+    output::table(
+        &["", ""],
+        &[
+            vec!["addresses".into(), addresses],
+            vec!["forwards".into(), if ready.forwards.is_empty() { "none".into() } else { ready.forwards.join(", ") }],
+            vec!["console".into(), ready.serial_log.display().to_string()],
+            vec!["stop".into(), format!("mote stop {}", ready.name)],
+        ],
+    );
+    if !detached {
+        eprintln!("(Ctrl-C powers it off)");
+    }
+}
