@@ -22,7 +22,7 @@ pub const MOUNT_POINT: &str = "/state";
 
 /// Look for the labelled ext4 disk among the block devices for up to `wait`
 /// (drivers probe asynchronously) and mount it on `/state`.
-pub fn mount_state_disk(wait: Duration) -> Result<PathBuf, String> {
+pub async fn mount_state_disk(wait: Duration) -> Result<PathBuf, String> {
     let deadline = Instant::now() + wait;
     let device = loop {
         if let Some(device) = find_labelled_disk() {
@@ -35,7 +35,7 @@ pub fn mount_state_disk(wait: Duration) -> Result<PathBuf, String> {
                 wait.as_millis()
             ));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let _ = std::fs::create_dir_all(MOUNT_POINT);
     mount(

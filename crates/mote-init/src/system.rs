@@ -81,6 +81,7 @@ pub fn load_modules(list: &Path, events: &Events) -> usize {
             }
         };
         let params = module_params(&cmdline, &module_name(relative));
+        let started = uptime_ms();
         // SAFETY: finit_module reads the open module file and a NUL-terminated
         // parameter string, both alive for the duration of the call.
         let rc =
@@ -88,6 +89,12 @@ pub fn load_modules(list: &Path, events: &Events) -> usize {
         let error = std::io::Error::last_os_error();
         if rc == 0 {
             loaded += 1;
+            let ms = uptime_ms().saturating_sub(started);
+            events.emit(
+                "init",
+                crate::events::Level::Debug,
+                format!("module {relative}: {ms} ms"),
+            );
         } else if error.raw_os_error() != Some(libc::EEXIST) {
             events.error("init", format!("module {relative}: {error}"));
         }

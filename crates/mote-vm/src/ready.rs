@@ -134,6 +134,12 @@ pub(crate) fn report(
         })
         .unwrap_or_default();
     let boot_ms = fields.get("boot_ms").and_then(|v| v.parse().ok());
+    // The ready line repeats PID 1's start as `init_ms`: trust it over the
+    // init line, which kernel messages may have split on the console.
+    let init_uptime_ms = fields
+        .get("init_ms")
+        .and_then(|v| v.parse().ok())
+        .or(init_uptime_ms);
     ReadyReport {
         hostname,
         addresses,
@@ -314,5 +320,27 @@ mod tests {
         assert_eq!(recent.lines().count(), RECENT_LINES + 1);
         assert!(recent.starts_with("line 10\n"), "{recent}");
         assert!(recent.ends_with("line 29\nhalf"), "{recent}");
+    }
+}
+
+#[cfg(test)]
+mod init_ms_tests {
+    use super::*;
+
+    #[test]
+    fn regression_the_ready_lines_init_ms_wins_over_a_missed_init_line() {
+        let fields: BTreeMap<String, String> = [
+            ("hostname", "h"),
+            ("addresses", ""),
+            ("boot_ms", "2000"),
+            ("init_ms", "1400"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let split = report(fields, 3000, None).split;
+        assert_eq!(split.kernel_to_init_ms, 1400);
+        assert_eq!(split.init_to_ready_ms, 600);
+        assert_eq!(split.qemu_to_kernel_ms, 1000);
     }
 }
