@@ -105,6 +105,45 @@ pub fn probe_accel() -> Accel {
     }
 }
 
+/// [`probe_accel`], remembered for the rest of this host boot (keyed by the
+/// kernel's `boot_id`) in the state directory: a KVM that hangs costs the
+/// 2 s probe once per host boot instead of once per `mote run`. `mote doctor`
+/// and an explicit `--accel kvm` always probe afresh.
+pub fn probe_accel_cached() -> Accel {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let cache = crate::registry::state_dir().join("accel.json");
+    if !boot_id.is_empty() {
+        let remembered = std::fs::read(&cache)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|v| v["boot_id"] == boot_id.trim());
+        if let Some(v) = remembered {
+            return match v["kvm"].as_bool() {
+                Some(true) => Accel::Kvm,
+                _ => Accel::Tcg {
+                    reason: format!(
+                        "{} (probed earlier this host boot)",
+                        v["reason"].as_str().unwrap_or("")
+                    ),
+                },
+            };
+        }
+    }
+    let accel = probe_accel();
+    let (kvm, reason) = match &accel {
+        Accel::Kvm => (true, String::new()),
+        Accel::Tcg { reason } => (false, reason.clone()),
+    };
+    let record = serde_json::json!({ "boot_id": boot_id.trim(), "kvm": kvm, "reason": reason });
+    if std::fs::create_dir_all(crate::registry::state_dir()).is_ok() {
+        let tmp = cache.with_extension("tmp");
+        if std::fs::write(&tmp, record.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &cache);
+        }
+    }
+    accel
+}
+
 fn kvm_runs() -> Result<(), String> {
     let kvm = Path::new("/dev/kvm");
     if !kvm.exists() {

@@ -471,7 +471,7 @@ fn resolve_accel(choice: AccelChoice) -> Result<(Accel, Option<String>), VmError
             Accel::Tcg { reason } => Err(VmError::KvmUnusable { reason }),
         },
         AccelChoice::Auto => {
-            match probe_accel() {
+            match crate::accel::probe_accel_cached() {
                 Accel::Kvm => Ok((Accel::Kvm, None)),
                 Accel::Tcg { reason } => {
                     let notice = format!("KVM is not usable ({reason}): running under TCG, software emulation, slower");
