@@ -16,15 +16,27 @@ impl Progress {
     /// Start showing progress (on stderr) unless `quiet`.
     pub fn start(quiet: bool) -> Self {
         if quiet {
-            return Self { bar: None, plain: false };
+            return Self {
+                bar: None,
+                plain: false,
+            };
         }
         if !std::io::stderr().is_terminal() {
-            return Self { bar: None, plain: true };
+            return Self {
+                bar: None,
+                plain: true,
+            };
         }
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar.enable_steady_tick(Duration::from_millis(80));
-        Self { bar: Some(bar), plain: false }
+        Self {
+            bar: Some(bar),
+            plain: false,
+        }
     }
 
     /// Show what is happening now.

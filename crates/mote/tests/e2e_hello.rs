@@ -25,7 +25,10 @@ fn mote(state: &Path) -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn prerequisites() -> bool {
@@ -50,7 +53,13 @@ fn prerequisites() -> bool {
 /// GET with curl; Ok(body) or Err(curl's complaint).
 fn get(port: u16, path: &str, max_time: &str) -> Result<String, String> {
     let out = Command::new("curl")
-        .args(["-sS", "-f", "--max-time", max_time, &format!("http://127.0.0.1:{port}{path}")])
+        .args([
+            "-sS",
+            "-f",
+            "--max-time",
+            max_time,
+            &format!("http://127.0.0.1:{port}{path}"),
+        ])
         .output()
         .expect("curl runs");
     if out.status.success() {
@@ -66,7 +75,10 @@ fn wait_for<T>(what: &str, patience: Duration, mut probe: impl FnMut() -> Option
         if let Some(value) = probe() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {patience:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {patience:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -86,20 +98,37 @@ fn boot(state: &Path, image: &Path, name: &str, forwards: &[(u16, u16)]) -> Boot
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("mote run starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("mote run prints its ready report");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("mote run prints its ready report");
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
         let _ = child.kill();
-        panic!("mote run did not report ready ({e}): {line:?}; see the serial log under {}", state.display())
+        panic!(
+            "mote run did not report ready ({e}): {line:?}; see the serial log under {}",
+            state.display()
+        )
     });
     Booted { child, ready }
 }
 
 fn stop(state: &Path, name: &str, booted: Booted) -> String {
-    let out = mote(state).args(["stop", name, "--timeout", "30"]).output().expect("mote stop runs");
-    assert!(out.status.success(), "mote stop failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = mote(state)
+        .args(["stop", name, "--timeout", "30"])
+        .output()
+        .expect("mote stop runs");
+    assert!(
+        out.status.success(),
+        "mote stop failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut child = booted.child;
-    let status = wait_for("mote run to end", Duration::from_secs(40), || child.try_wait().ok().flatten());
-    assert!(status.success(), "QEMU did not power off cleanly: mote run ended with {status}");
+    let status = wait_for("mote run to end", Duration::from_secs(40), || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(
+        status.success(),
+        "QEMU did not power off cleanly: mote run ended with {status}"
+    );
     let log = state.join("nodes").join(name).join("serial.log");
     std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()))
 }
@@ -111,40 +140,84 @@ fn hello_node_serves_is_firewalled_restarts_remembers_first_boot_and_powers_off(
     }
     let state = tempfile::tempdir().expect("temp dir");
     let image = state.path().join("image");
-    let build = mote(state.path()).args(["build", "examples/hello.toml", "-o"]).arg(&image).output().unwrap();
-    assert!(build.status.success(), "mote build failed: {}", String::from_utf8_lossy(&build.stderr));
+    let build = mote(state.path())
+        .args(["build", "examples/hello.toml", "-o"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "mote build failed: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
 
     let (served, blocked) = (free_port(), free_port());
     let name = "e2e-hello";
-    let node = boot(state.path(), &image, name, &[(served, 8080), (blocked, 8081)]);
-    assert_eq!(node.ready["hostname"], "hello", "ready report: {}", node.ready);
+    let node = boot(
+        state.path(),
+        &image,
+        name,
+        &[(served, 8080), (blocked, 8081)],
+    );
+    assert_eq!(
+        node.ready["hostname"], "hello",
+        "ready report: {}",
+        node.ready
+    );
 
     // Serving through the forwarded, declared port.
-    let body = wait_for("hello to answer", Duration::from_secs(20), || get(served, "/", "2").ok());
+    let body = wait_for("hello to answer", Duration::from_secs(20), || {
+        get(served, "/", "2").ok()
+    });
     assert_eq!(body, "hello from hello");
 
     // Listening on 8081 too, but undeclared: the firewall drops it.
     let refused = get(blocked, "/", "3");
-    assert!(refused.is_err(), "port 8081 is not declared but answered: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "port 8081 is not declared but answered: {refused:?}"
+    );
 
     // Killed, and restarted by PID 1 with a new pid.
     let first_pid = get(served, "/pid", "2").expect("pid");
     let _ = get(served, "/kill", "2");
-    let second_pid =
-        wait_for("hello to come back", Duration::from_secs(20), || get(served, "/pid", "2").ok().filter(|p| *p != first_pid));
+    let second_pid = wait_for("hello to come back", Duration::from_secs(20), || {
+        get(served, "/pid", "2").ok().filter(|p| *p != first_pid)
+    });
     assert_ne!(first_pid, second_pid);
 
     let console = stop(state.path(), name, node);
-    assert!(console.contains("mote: first-boot ran 1/1 commands"), "first boot did not run:\n{console}");
-    assert!(console.contains("restarting in"), "no restart was logged:\n{console}");
-    assert!(console.contains("mote: powering off"), "no orderly power-off:\n{console}");
+    assert!(
+        console.contains("mote: first-boot ran 1/1 commands"),
+        "first boot did not run:\n{console}"
+    );
+    assert!(
+        console.contains("restarting in"),
+        "no restart was logged:\n{console}"
+    );
+    assert!(
+        console.contains("mote: powering off"),
+        "no orderly power-off:\n{console}"
+    );
 
     // Boot again on the same state disk: first boot is remembered.
     let again = boot(state.path(), &image, name, &[(served, 8080)]);
-    assert_eq!(wait_for("hello after reboot", Duration::from_secs(20), || get(served, "/", "2").ok()), "hello from hello");
+    assert_eq!(
+        wait_for("hello after reboot", Duration::from_secs(20), || get(
+            served, "/", "2"
+        )
+        .ok()),
+        "hello from hello"
+    );
     let console = stop(state.path(), name, again);
-    let second_boot = console.rsplit("mote: init uptime_ms=").next().unwrap_or_default();
-    assert!(second_boot.contains("mote: first-boot already done"), "first boot ran again:\n{console}");
+    let second_boot = console
+        .rsplit("mote: init uptime_ms=")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        second_boot.contains("mote: first-boot already done"),
+        "first boot ran again:\n{console}"
+    );
 }
 
 #[test]
@@ -154,12 +227,23 @@ fn building_the_same_manifest_twice_gives_identical_images() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     for out in ["a", "b"] {
-        let build = mote(dir.path()).args(["build", "examples/hello.toml", "-o"]).arg(dir.path().join(out)).output().unwrap();
-        assert!(build.status.success(), "mote build failed: {}", String::from_utf8_lossy(&build.stderr));
+        let build = mote(dir.path())
+            .args(["build", "examples/hello.toml", "-o"])
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        assert!(
+            build.status.success(),
+            "mote build failed: {}",
+            String::from_utf8_lossy(&build.stderr)
+        );
     }
     for file in ["vmlinuz", "initrd.img", "cmdline"] {
         let a = std::fs::read(dir.path().join("a").join(file)).unwrap();
         let b = std::fs::read(dir.path().join("b").join(file)).unwrap();
-        assert!(a == b, "{file} differs between two builds of the same manifest");
+        assert!(
+            a == b,
+            "{file} differs between two builds of the same manifest"
+        );
     }
 }

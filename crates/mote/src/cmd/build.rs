@@ -59,13 +59,17 @@ pub fn build(
         .with_context(|| format!("reading the manifest {}", manifest_path.display()))
         .code(Code::InvalidInput)?;
     let manifest = mote_config::parse(&text, manifest_path)?;
-    let out_dir = out.map_or_else(|| PathBuf::from("out").join(&manifest.image.name), Path::to_path_buf);
+    let out_dir = out.map_or_else(
+        || PathBuf::from("out").join(&manifest.image.name),
+        Path::to_path_buf,
+    );
     let bin_dir = bins.resolve()?;
     let mut progress = Progress::start(quiet);
     let mut step = |message: &str| progress.step(message);
     let cache = mote_kernel::KernelCache::default_location().code(Code::Environment)?;
     let manifest_dir = manifest_path.parent().unwrap_or(Path::new("."));
-    let kernel = mote_kernel::obtain(&manifest.kernel, manifest_dir, &cache, &mut step).code(Code::Environment)?;
+    let kernel = mote_kernel::obtain(&manifest.kernel, manifest_dir, &cache, &mut step)
+        .code(Code::Environment)?;
     let inputs = mote_image::BuildInputs {
         manifest: &manifest,
         manifest_path,

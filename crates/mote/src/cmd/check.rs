@@ -35,7 +35,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         valid: true,
         image: &manifest.image.name,
         services: manifest.services.keys().map(String::as_str).collect(),
-        open_ports: settings.open_ports().iter().map(ToString::to_string).collect(),
+        open_ports: settings
+            .open_ports()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     };
     if args.json {
         return output::json(&checked);
@@ -45,7 +49,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.manifest.display(),
         checked.image,
         checked.services.len(),
-        if checked.open_ports.is_empty() { "none".into() } else { checked.open_ports.join(" ") }
+        if checked.open_ports.is_empty() {
+            "none".into()
+        } else {
+            checked.open_ports.join(" ")
+        }
     );
     Ok(())
 }

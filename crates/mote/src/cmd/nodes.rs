@@ -43,9 +43,17 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
         .map(|n| {
             vec![
                 n.name.clone(),
-                if n.alive { "running".into() } else { "stopped".into() },
+                if n.alive {
+                    "running".into()
+                } else {
+                    "stopped".into()
+                },
                 n.pid.to_string(),
-                n.forwards.iter().map(|f| format!("{}→{}", f.host, f.guest)).collect::<Vec<_>>().join(" "),
+                n.forwards
+                    .iter()
+                    .map(|f| format!("{}→{}", f.host, f.guest))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 n.image_dir.display().to_string(),
             ]
         })
@@ -64,7 +72,10 @@ pub fn stop(args: StopArgs) -> anyhow::Result<()> {
     let outcome = mote_vm::registry::stop(&args.name, Duration::from_secs(args.timeout))?;
     let outcome = outcome.to_string();
     if args.json {
-        return output::json(&Stopped { name: &args.name, outcome });
+        return output::json(&Stopped {
+            name: &args.name,
+            outcome,
+        });
     }
     println!("{}: {outcome}", args.name);
     Ok(())

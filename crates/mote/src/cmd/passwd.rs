@@ -26,7 +26,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let password = read_password()?;
     let hash = mote_config::password::hash(&password).context("hashing the password")?;
     if args.json {
-        return output::json(&Credential { admin_password_hash: hash });
+        return output::json(&Credential {
+            admin_password_hash: hash,
+        });
     }
     println!("admin_password_hash = \"{hash}\"");
     if std::io::stdout().is_terminal() {
@@ -41,10 +43,13 @@ fn read_password() -> anyhow::Result<String> {
     }
     if !std::io::stdin().is_terminal() {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading the password from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the password from standard input")?;
         return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
     }
-    let first = rpassword::prompt_password("new administrator password: ").context("reading the password")?;
+    let first = rpassword::prompt_password("new administrator password: ")
+        .context("reading the password")?;
     let again = rpassword::prompt_password("again: ").context("reading the password")?;
     if first != again {
         bail!("the two passwords differ; nothing was made, run 'mote passwd' again");

@@ -105,7 +105,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("mote: {notice}");
     }
     // SAFETY: the handler only stores to an atomic, which is signal-safe.
-    unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        )
+    };
     let report = match node.wait_ready(Duration::from_secs(args.timeout)) {
         Ok(report) => report,
         Err(e) => {
@@ -113,8 +118,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             return Err(e).code(Code::NodeFailed);
         }
     };
-    let forwards: Vec<String> =
-        node.forwards().iter().map(|f| format!("127.0.0.1:{} → {}/{}", f.host, f.guest, f.protocol)).collect();
+    let forwards: Vec<String> = node
+        .forwards()
+        .iter()
+        .map(|f| format!("127.0.0.1:{} → {}/{}", f.host, f.guest, f.protocol))
+        .collect();
     let ready = Ready {
         name: &name,
         pid: node.pid(),
@@ -137,8 +145,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     loop {
         if let Some(status) = node.try_wait()? {
             if !status.success() {
-                return Err(anyhow::anyhow!("QEMU ended with {status}; see {}", ready.serial_log.display()))
-                    .code(Code::NodeFailed);
+                return Err(anyhow::anyhow!(
+                    "QEMU ended with {status}; see {}",
+                    ready.serial_log.display()
+                ))
+                .code(Code::NodeFailed);
             }
             return Ok(());
         }
@@ -168,12 +179,23 @@ fn print_ready(ready: &Ready<'_>, detached: bool) {
         secs(b.kernel_to_init_ms),
         secs(b.init_to_ready_ms)
     );
-    let addresses = if ready.addresses.is_empty() { "none".into() } else { ready.addresses.join(" ") };
+    let addresses = if ready.addresses.is_empty() {
+        "none".into()
+    } else {
+        ready.addresses.join(" ")
+    };
     output::table(
         &["", ""],
         &[
             vec!["addresses".into(), addresses],
-            vec!["forwards".into(), if ready.forwards.is_empty() { "none".into() } else { ready.forwards.join(", ") }],
+            vec![
+                "forwards".into(),
+                if ready.forwards.is_empty() {
+                    "none".into()
+                } else {
+                    ready.forwards.join(", ")
+                },
+            ],
             vec!["console".into(), ready.serial_log.display().to_string()],
             vec!["stop".into(), format!("mote stop {}", ready.name)],
         ],
