@@ -38,18 +38,25 @@ fn main() {
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Where `cargo build --release` puts the binaries.
 pub fn release_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     target.join("x86_64-unknown-linux-gnu/release")
 }
 
 /// Run a command from the workspace root, failing on a non-zero exit.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.current_dir(root()).status().with_context(|| format!("running {cmd:?}"))?;
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -67,13 +74,25 @@ fn demo() -> anyhow::Result<()> {
     build_release()?;
     let mote = release_dir().join("mote");
     // A node from an earlier demo would hold the name and the port.
-    let _ = Command::new(&mote).args(["stop", "hello", "--timeout", "10"]).output();
+    let _ = Command::new(&mote)
+        .args(["stop", "hello", "--timeout", "10"])
+        .output();
     eprintln!("xtask: booting examples/hello.toml…");
     let started = Instant::now();
-    run(Command::new(&mote).args(["run", "examples/hello.toml", "--forward", "8080:8080", "--detach"]))?;
+    run(Command::new(&mote).args([
+        "run",
+        "examples/hello.toml",
+        "--forward",
+        "8080:8080",
+        "--detach",
+    ]))?;
     let body = fetch("http://127.0.0.1:8080/", Duration::from_secs(20))?;
     println!();
-    println!("The hello node answered in {:.1} s from the build: {}", started.elapsed().as_secs_f64(), body.trim());
+    println!(
+        "The hello node answered in {:.1} s from the build: {}",
+        started.elapsed().as_secs_f64(),
+        body.trim()
+    );
     println!();
     println!("  reach it:      curl http://127.0.0.1:8080/");
     println!("  its console:   {}", mote.display().to_string() + " list");
@@ -85,12 +104,18 @@ fn demo() -> anyhow::Result<()> {
 fn fetch(url: &str, patience: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + patience;
     loop {
-        let out = Command::new("curl").args(["-fsS", "--max-time", "2", url]).output().context("running curl")?;
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "2", url])
+            .output()
+            .context("running curl")?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
         if Instant::now() > deadline {
-            bail!("{url} did not answer: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "{url} did not answer: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -32,24 +32,43 @@ pub const TEST: [Need; 10] = [
 ];
 
 fn have(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
-        || ["/usr/sbin/", "/sbin/"].iter().any(|d| std::path::Path::new(&format!("{d}{program}")).exists())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || ["/usr/sbin/", "/sbin/"]
+            .iter()
+            .any(|d| std::path::Path::new(&format!("{d}{program}")).exists())
 }
 
 /// Install the packages of every missing program.
 pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = needs.iter().filter(|(p, _)| !have(p)).map(|(_, pkg)| *pkg).collect();
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(p, _)| !have(p))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc_geteuid() } != 0 {
-        bail!("missing: {}; install them with: sudo apt-get install {}", missing.join(", "), missing.join(" "));
+        bail!(
+            "missing: {}; install them with: sudo apt-get install {}",
+            missing.join(", "),
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing {}…", missing.join(" "));
-    let update = Command::new("apt-get").args(["update", "-q"]).status().context("running apt-get update")?;
+    let update = Command::new("apt-get")
+        .args(["update", "-q"])
+        .status()
+        .context("running apt-get update")?;
     if !update.success() {
-        bail!("apt-get update failed; install by hand: apt-get install {}", missing.join(" "));
+        bail!(
+            "apt-get update failed; install by hand: apt-get install {}",
+            missing.join(" ")
+        );
     }
     let status = Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])

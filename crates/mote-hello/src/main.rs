@@ -26,7 +26,11 @@ fn main() {
                 Err(_) => fail(&format!("--port {p}: not a port number (1-65535)")),
             },
             ("--mark", Some(path)) => {
-                let text = format!("first boot of {} at pid {}\n", hostname(), std::process::id());
+                let text = format!(
+                    "first boot of {} at pid {}\n",
+                    hostname(),
+                    std::process::id()
+                );
                 if let Err(e) = std::fs::write(&path, text) {
                     fail(&format!("--mark {path}: {e}"));
                 }
@@ -41,7 +45,9 @@ fn main() {
     }
     let mut handles = Vec::new();
     for port in ports {
-        let listener = match TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port))) {
+        let listener = match TcpListener::bind(("::", port))
+            .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
+        {
             Ok(l) => l,
             Err(e) => fail(&format!("cannot listen on port {port}: {e}")),
         };
@@ -59,7 +65,9 @@ fn fail(message: &str) -> ! {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn serve(listener: TcpListener) {
