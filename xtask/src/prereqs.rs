@@ -41,7 +41,20 @@ fn have(program: &str) -> bool {
             .any(|d| std::path::Path::new(&format!("{d}{program}")).exists())
 }
 
-/// Install the packages of every missing program.
+/// Install the packages of every missing program, and refresh apt's lists
+/// when the kernel package cannot be resolved.
+/// Does apt know the default kernel package? A fresh machine may have empty
+/// package lists, and then `mote build` cannot fetch its kernel.
+fn kernel_resolvable() -> bool {
+    Command::new("apt-cache")
+        .args(["policy", "linux-image-cloud-amd64"])
+        .output()
+        .is_ok_and(|o| {
+            let text = String::from_utf8_lossy(&o.stdout);
+            text.contains("Candidate: ") && !text.contains("Candidate: (none)")
+        })
+}
+
 pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
     let missing: Vec<&str> = needs
         .iter()
@@ -49,6 +62,12 @@ pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
+        if !kernel_resolvable() && have("apt-get") {
+            eprintln!(
+                "xtask: apt does not know linux-image-cloud-amd64 yet; running apt-get update…"
+            );
+            let _ = Command::new("apt-get").args(["update", "-q"]).status();
+        }
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
