@@ -41,8 +41,6 @@ fn have(program: &str) -> bool {
             .any(|d| std::path::Path::new(&format!("{d}{program}")).exists())
 }
 
-/// Install the packages of every missing program, and refresh apt's lists
-/// when the kernel package cannot be resolved.
 /// Does apt know the default kernel package? A fresh machine may have empty
 /// package lists, and then `mote build` cannot fetch its kernel.
 fn kernel_resolvable() -> bool {
@@ -55,6 +53,8 @@ fn kernel_resolvable() -> bool {
         })
 }
 
+/// Install the packages of every missing program, and refresh apt's lists
+/// when the kernel package cannot be resolved.
 pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
     let missing: Vec<&str> = needs
         .iter()
