@@ -1,0 +1,225 @@
+//! The control protocol between `moted` and PID 1.
+//!
+//! PID 1 owns the node's live state: services, events, network, firewall,
+//! power. `moted` owns the API, authentication, the settings store and the
+//! audit log, and asks PID 1 to act. They talk over the unix socket
+//! [`SOCKET`] (mode 0600, root only), one JSON [`Request`] per line; PID 1
+//! answers with one JSON [`Response`] per line. [`Request::Follow`] answers
+//! with one [`Response::Event`] line per event until the client hangs up.
+//!
+//! [`Request::Apply`] hands PID 1 a whole, already validated
+//! [`NodeSettings`]: it applies what changed (host name, firewall, network,
+//! services: stop removed, start added, restart changed) and answers
+//! [`Response::Ok`] or an error naming what failed. A caller that gets an
+//! error re-applies the previous settings (that is the rollback).
+
+use serde::{Deserialize, Serialize};
+
+pub use mote_config::NodeSettings;
+
+use crate::events::{Event, EventQuery, Level};
+
+/// Where PID 1 listens.
+pub const SOCKET: &str = "/run/mote/control.sock";
+
+/// A request to PID 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Host name, kernel, uptime, boot timeline.
+    System,
+    /// Every service with its state.
+    Services,
+    /// Start, stop or restart one service.
+    Service {
+        /// Service name.
+        name: String,
+        /// What to do.
+        action: ServiceAction,
+    },
+    /// Recorded events matching the query, oldest first.
+    Events(EventQuery),
+    /// Events matching the query as they happen (a stream).
+    Follow(EventQuery),
+    /// Record an event (moted's audit entries use source `audit`).
+    Emit {
+        /// Source.
+        source: String,
+        /// Severity.
+        level: Level,
+        /// Message.
+        message: String,
+    },
+    /// Links, addresses, routes and resolvers as the kernel has them.
+    Network,
+    /// Apply these settings now.
+    Apply {
+        /// The whole new settings.
+        settings: Box<NodeSettings>,
+    },
+    /// Reboot or power off, in order.
+    Power {
+        /// What to do.
+        action: PowerAction,
+    },
+}
+
+/// What to do with a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceAction {
+    /// Start it (and clear a failed state).
+    Start,
+    /// Stop it; it stays stopped until started.
+    Stop,
+    /// Stop it, then start it.
+    Restart,
+}
+
+/// How the node ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerAction {
+    /// Reboot.
+    Reboot,
+    /// Power off.
+    Poweroff,
+}
+
+/// PID 1's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// Not done, and why.
+    Error {
+        /// What failed and what to do.
+        message: String,
+    },
+    /// For [`Request::System`].
+    System(SystemInfo),
+    /// For [`Request::Services`].
+    Services {
+        /// Every service.
+        services: Vec<ServiceInfo>,
+    },
+    /// For [`Request::Events`].
+    Events {
+        /// The events, oldest first.
+        events: Vec<Event>,
+    },
+    /// One event of a [`Request::Follow`] stream.
+    Event(Event),
+    /// For [`Request::Network`].
+    Network(NetworkInfo),
+}
+
+/// The node at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    /// Host name.
+    pub hostname: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Milliseconds since the kernel started.
+    pub uptime_ms: u64,
+    /// Kernel uptime when PID 1 started.
+    pub init_ms: u64,
+    /// Kernel uptime when the node was ready (None before).
+    pub ready_ms: Option<u64>,
+    /// Boot phases and when each ended, in ms after PID 1 started.
+    pub boot_timeline: Vec<(String, u64)>,
+    /// Packages in the image (roles and apps).
+    pub packages: Vec<String>,
+}
+
+/// One service as PID 1 sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Name.
+    pub name: String,
+    /// `waiting`, `starting`, `ready`, `backoff`, `failed`, `exited`, `stopped`.
+    pub state: String,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    /// Current process id.
+    pub pid: Option<u32>,
+    /// Restarts since boot.
+    pub restarts: u32,
+    /// When the current state began (ms since the Unix epoch).
+    pub since_ms: u64,
+    /// The service's cgroup directory, for CPU and memory figures.
+    pub cgroup: Option<String>,
+}
+
+/// The network as the kernel has it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// Links.
+    pub links: Vec<LinkInfo>,
+    /// Routes of the main table.
+    pub routes: Vec<RouteInfo>,
+    /// Resolvers in use.
+    pub dns: Vec<String>,
+}
+
+/// One link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    /// Kernel name.
+    pub name: String,
+    /// Administratively up and carrier present.
+    pub up: bool,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// MTU.
+    pub mtu: u32,
+    /// Addresses as `ip/prefix`.
+    pub addresses: Vec<String>,
+    /// How IPv4 is configured (`dhcp`, `static`, `off`), from the settings.
+    pub ipv4: String,
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteInfo {
+    /// `default` or `net/prefix`.
+    pub destination: String,
+    /// Next hop, if any.
+    pub gateway: Option<String>,
+    /// Outgoing link.
+    pub interface: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_one_json_object_with_an_op() {
+        let r = Request::Service {
+            name: "web".into(),
+            action: ServiceAction::Restart,
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(line, r#"{"op":"service","name":"web","action":"restart"}"#);
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        let q: Request =
+            serde_json::from_str(r#"{"op":"events","source":"init","limit":5}"#).unwrap();
+        assert!(matches!(
+            q,
+            Request::Events(EventQuery { limit: Some(5), .. })
+        ));
+        assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+    }
+
+    #[test]
+    fn responses_carry_a_kind() {
+        let line = serde_json::to_string(&Response::Error {
+            message: "no such service".into(),
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"kind":"error","message":"no such service"}"#);
+    }
+}
