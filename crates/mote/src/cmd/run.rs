@@ -111,7 +111,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             on_interrupt as *const () as libc::sighandler_t,
         )
     };
-    let report = match node.wait_ready(Duration::from_secs(args.timeout)) {
+    // The console shows progress in the foreground; otherwise a spinner does.
+    let mut progress = crate::progress::Progress::start(args.json || cfg.console);
+    progress.step(&format!(
+        "booting {name} (console: {})",
+        node.serial_log().display()
+    ));
+    let waited = node.wait_ready(Duration::from_secs(args.timeout));
+    progress.finish();
+    let report = match waited {
         Ok(report) => report,
         Err(e) => {
             let _ = node.kill();
