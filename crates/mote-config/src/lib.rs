@@ -49,7 +49,9 @@
 //! let manifest = mote_config::parse(&text, Path::new("hello.toml"))?;
 //! let settings = manifest.settings();
 //! assert_eq!(settings.service_order(), ["hello"]);
-//! assert_eq!(settings.open_ports()[0].to_string(), "8080/tcp");
+//! // The service's port, then the management port (5986 unless set).
+//! assert_eq!(settings.open_ports()[0].to_string(), "5986/tcp");
+//! assert_eq!(settings.open_ports()[1].to_string(), "8080/tcp");
 //!
 //! let err = mote_config::parse("[image]\nname = \"hello\"\nbogus = 1\n", Path::new("bad.toml"))
 //!     .unwrap_err();
@@ -78,6 +80,6 @@ pub use manifest::{FileCopy, Image, Kernel, Manifest, Output, DEFAULT_KERNEL_PAC
 pub use parse::{parse_mode, parse_owner, parse_user, ValueError};
 pub use password::PasswordError;
 pub use settings::{
-    Firewall, FirewallRule, FirstBoot, Interface, Ipv4Mode, Ipv6Mode, Network, NodeSettings,
-    Policy, Port, Protocol, RestartPolicy, Service, System,
+    Firewall, FirewallRule, FirstBoot, Interface, Ipv4Mode, Ipv6Mode, Management, Network,
+    NodeSettings, Policy, Port, Protocol, RestartPolicy, Service, System, DEFAULT_MANAGEMENT_PORT,
 };

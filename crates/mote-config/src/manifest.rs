@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::settings::{Firewall, FirstBoot, Network, NodeSettings, Service, System};
+use crate::settings::{Firewall, FirstBoot, Management, Network, NodeSettings, Service, System};
 
 /// A whole manifest as written in TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,11 +34,14 @@ pub struct Manifest {
     /// `[[first_boot]]`
     #[serde(default)]
     pub first_boot: Vec<FirstBoot>,
+    /// `[management]`
+    #[serde(default)]
+    pub management: Management,
 }
 
 impl Manifest {
     /// The part of the manifest the node keeps: system, network, firewall,
-    /// services and first-boot commands.
+    /// services, first-boot commands and management.
     pub fn settings(&self) -> NodeSettings {
         NodeSettings {
             system: self.system.clone(),
@@ -46,6 +49,7 @@ impl Manifest {
             firewall: self.firewall.clone(),
             services: self.services.clone(),
             first_boot: self.first_boot.clone(),
+            management: self.management,
         }
     }
 }

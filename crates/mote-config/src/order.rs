@@ -13,13 +13,20 @@ impl NodeSettings {
         start_order(&self.services)
     }
 
-    /// Every port some service opens, sorted and without duplicates.
+    /// Every port some service opens, and the management port when
+    /// management is enabled, sorted and without duplicates.
     pub fn open_ports(&self) -> Vec<Port> {
-        let ports: BTreeSet<Port> = self
+        let mut ports: BTreeSet<Port> = self
             .services
             .values()
             .flat_map(|s| s.ports.iter().copied())
             .collect();
+        if self.management.enabled {
+            ports.insert(Port {
+                number: self.management.port,
+                protocol: crate::settings::Protocol::Tcp,
+            });
+        }
         ports.into_iter().collect()
     }
 }
@@ -209,11 +216,17 @@ mod tests {
             protocol: Protocol::Udp,
         };
         let mut n = NodeSettings::default();
+        n.management.enabled = false;
         n.services
             .insert("web".into(), service(&[], &[tcp(443), tcp(80)]));
         n.services
             .insert("dns".into(), service(&[], &[udp, tcp(53)]));
         n.services.insert("api".into(), service(&[], &[tcp(80)]));
         assert_eq!(n.open_ports(), vec![tcp(53), udp, tcp(80), tcp(443)]);
+        n.management.enabled = true;
+        assert_eq!(
+            n.open_ports(),
+            vec![tcp(53), udp, tcp(80), tcp(443), tcp(5986)]
+        );
     }
 }

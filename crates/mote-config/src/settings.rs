@@ -25,6 +25,9 @@ pub struct NodeSettings {
     /// Commands run once, on the first boot only, in order.
     #[serde(default)]
     pub first_boot: Vec<FirstBoot>,
+    /// Remote management (`moted`).
+    #[serde(default)]
+    pub management: Management,
 }
 
 /// `[system]`
@@ -237,6 +240,34 @@ pub enum RestartPolicy {
     OnFailure,
     /// Never restart.
     Never,
+}
+
+/// `[management]`: the HTTPS management agent `moted`, supervised by PID 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Management {
+    /// TCP port of the HTTPS API, opened in the firewall. Default 5986.
+    #[serde(default = "default_management_port")]
+    pub port: u16,
+    /// Run `moted` at all. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// The management port Nano Server used for WinRM over HTTPS.
+pub const DEFAULT_MANAGEMENT_PORT: u16 = 5986;
+
+fn default_management_port() -> u16 {
+    DEFAULT_MANAGEMENT_PORT
+}
+
+impl Default for Management {
+    fn default() -> Self {
+        Self {
+            port: DEFAULT_MANAGEMENT_PORT,
+            enabled: true,
+        }
+    }
 }
 
 /// `[[first_boot]]`

@@ -10,7 +10,8 @@ use crate::order::cycles;
 use crate::parse::{parse_mode, parse_owner, parse_user, ValueError};
 use crate::password::is_argon2id;
 use crate::settings::{
-    Firewall, FirstBoot, Ipv4Mode, Ipv6Mode, Network, NodeSettings, Service, System,
+    Firewall, FirstBoot, Ipv4Mode, Ipv6Mode, Management, Network, NodeSettings, Protocol, Service,
+    System,
 };
 
 /// What `system.admin_password_hash` must be.
@@ -47,6 +48,7 @@ impl NodeSettings {
             &self.first_boot,
             &mut problems,
         );
+        check_management(&self.management, &self.services, &mut problems);
         finish(problems)
     }
 }
@@ -66,6 +68,7 @@ impl Manifest {
             &self.first_boot,
             &mut problems,
         );
+        check_management(&self.management, &self.services, &mut problems);
         for (i, file) in self.files.iter().enumerate() {
             check_file(&index("files", i), file, &mut problems);
         }
@@ -369,6 +372,41 @@ fn check_services(services: &BTreeMap<String, Service>, out: &mut Problems) {
     }
 }
 
+/// The management port: not 0, and not a TCP port a service listens on.
+fn check_management(
+    management: &Management,
+    services: &BTreeMap<String, Service>,
+    out: &mut Problems,
+) {
+    if management.port == 0 {
+        out.push(Invalid::new(
+            "management.port",
+            "0",
+            "a port from 1 to 65535",
+        ));
+        return;
+    }
+    if !management.enabled {
+        return;
+    }
+    for (name, service) in services {
+        if service
+            .ports
+            .iter()
+            .any(|p| p.number == management.port && p.protocol == Protocol::Tcp)
+        {
+            out.push(
+                Invalid::new(
+                    "management.port",
+                    management.port.to_string(),
+                    format!("a TCP port no service listens on (services.{name} has it)"),
+                )
+                .hint("pick another management.port, or another port for the service"),
+            );
+        }
+    }
+}
+
 fn check_file(path: &str, file: &FileCopy, out: &mut Problems) {
     if file.source.is_empty() {
         out.push(Invalid::new(
@@ -436,6 +474,41 @@ mod tests {
         ] {
             assert!(!is_interface_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_management_port_is_not_0_nor_a_service_port() {
+        let mut node = NodeSettings::default();
+        node.system.hostname = "n".into();
+        node.management.port = 0;
+        let paths = |node: &NodeSettings| -> Vec<String> {
+            node.validate()
+                .unwrap_err()
+                .into_iter()
+                .map(|p| p.path)
+                .filter(|p| p.starts_with("management"))
+                .collect()
+        };
+        assert_eq!(paths(&node), ["management.port"]);
+        node.management.port = 8080;
+        node.services.insert(
+            "web".into(),
+            Service {
+                argv: vec!["/usr/bin/web".into()],
+                environment: BTreeMap::new(),
+                user: "root".into(),
+                restart: Default::default(),
+                after: vec![],
+                ports: vec![crate::Port {
+                    number: 8080,
+                    protocol: Protocol::Tcp,
+                }],
+                stop_timeout_secs: 5,
+            },
+        );
+        assert_eq!(paths(&node), ["management.port"]);
+        node.management.enabled = false;
+        assert!(paths(&node).is_empty());
     }
 
     #[test]

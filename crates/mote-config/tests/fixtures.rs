@@ -149,10 +149,16 @@ fn hello_reads_as_written() {
     assert_eq!(settings.service_order(), ["hello"]);
     assert_eq!(
         settings.open_ports(),
-        [Port {
-            number: 8080,
-            protocol: Protocol::Tcp
-        }]
+        [
+            Port {
+                number: 5986,
+                protocol: Protocol::Tcp
+            },
+            Port {
+                number: 8080,
+                protocol: Protocol::Tcp
+            }
+        ]
     );
     let hello = &settings.services["hello"];
     assert_eq!(mote_config::parse_user(&hello.user), Ok((65534, 65534)));
