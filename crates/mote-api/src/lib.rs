@@ -4,9 +4,16 @@
 //!   the node, over the unix socket [`control::SOCKET`].
 //! - [`events`]: node events, as PID 1 records them and the API serves them.
 //!
-//! The HTTPS API types and the client live here too as they are written, so
-//! the `mote` client and `moted` never disagree on a shape.
+//! - [`api`]: request and response bodies of the HTTPS management API that
+//!   `moted` serves on port 5986.
+//! - [`client`] (feature `client`): the HTTPS client, pinning the node's
+//!   certificate fingerprint.
+//!
+//! The `mote` CLI and `moted` share these, so they never disagree on a shape.
 #![deny(missing_docs)]
 
+pub mod api;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod control;
 pub mod events;

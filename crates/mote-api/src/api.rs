@@ -1,0 +1,488 @@
+//! Request and response bodies of the HTTPS management API (`moted`, port
+//! 5986), shared by the server and the [`crate::client`].
+//!
+//! Every route is under `/v1`. All bodies are JSON except file downloads and
+//! uploads (raw bytes) and the streams (`/v1/events/follow`, `/v1/exec`), which
+//! are newline-delimited JSON, one object a line. Times are milliseconds since
+//! the Unix epoch (`*_ms`). Every answer other than 2xx carries an
+//! [`ErrorBody`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::control::{
+    LinkInfo, NetworkInfo, PowerAction, RouteInfo, ServiceAction, ServiceInfo, SystemInfo,
+};
+pub use crate::events::{Event, Level};
+pub use mote_config::{Firewall, FirewallRule, Interface, NodeSettings};
+
+/// The default management port.
+pub const DEFAULT_PORT: u16 = 5986;
+
+/// The only user name `POST /v1/login` accepts.
+pub const ADMIN_USER: &str = "admin";
+
+/// `POST /v1/login`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Always [`ADMIN_USER`].
+    pub username: String,
+    /// The administrator password.
+    pub password: String,
+}
+
+/// Answer to `POST /v1/login`: send `Authorization: Bearer TOKEN`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// 256 random bits, hex.
+    pub token: String,
+    /// When the token stops working.
+    pub expires_at_ms: u64,
+}
+
+/// Every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What failed and what to do, one line.
+    pub error: String,
+    /// Each invalid setting, for 422 answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// One invalid value (from `mote_config::Invalid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Key path, such as `services.web.after[0]`.
+    pub path: String,
+    /// What was found.
+    pub found: String,
+    /// What is allowed.
+    pub allowed: String,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl From<mote_config::Invalid> for Problem {
+    fn from(i: mote_config::Invalid) -> Self {
+        Self {
+            path: i.path,
+            found: i.found,
+            allowed: i.allowed,
+            hint: i.hint,
+        }
+    }
+}
+
+/// A plain "done" answer for actions that return nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    /// What was done.
+    pub message: String,
+}
+
+/// `GET /v1/settings`, and the answer to every settings change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionedSettings {
+    /// Version of the stored settings (1 is the image's).
+    pub version: u64,
+    /// The whole settings tree.
+    pub settings: NodeSettings,
+}
+
+/// `GET /v1/settings/{*path}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsValue {
+    /// Version of the stored settings.
+    pub version: u64,
+    /// The path asked for, dotted.
+    pub path: String,
+    /// The value there.
+    pub value: serde_json::Value,
+}
+
+/// One stored version of the settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Version number.
+    pub version: u64,
+    /// When it was stored.
+    pub time_ms: u64,
+    /// Who made it (`image` for version 1, else the API user).
+    pub who: String,
+    /// What made it (`PATCH /v1/settings`, `revert to 3`, …).
+    pub what: String,
+}
+
+/// `GET /v1/settings/history`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsHistory {
+    /// The version in force.
+    pub current: u64,
+    /// Every stored version, oldest first.
+    pub versions: Vec<HistoryEntry>,
+}
+
+/// `POST /v1/settings/revert`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevertRequest {
+    /// The version to bring back (as a new version).
+    pub version: u64,
+}
+
+/// `GET /v1/services`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Services {
+    /// Every service.
+    pub services: Vec<ServiceInfo>,
+}
+
+/// Query of `GET /v1/events`, `GET /v1/events/follow` and
+/// `GET /v1/services/{name}/logs`. Absent fields match all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only this source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Only this level or worse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    /// Only at or after this time (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Only messages containing this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// At most this many, the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl From<EventsQuery> for crate::events::EventQuery {
+    fn from(q: EventsQuery) -> Self {
+        Self {
+            since_ms: q.since,
+            source: q.source,
+            level: q.level,
+            text: q.text,
+            limit: q.limit,
+        }
+    }
+}
+
+/// `GET /v1/events`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events {
+    /// Oldest first.
+    pub events: Vec<Event>,
+}
+
+/// `GET /v1/network`: what the kernel has and what the settings ask for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkView {
+    /// Links, routes, resolvers now.
+    pub live: NetworkInfo,
+    /// `network.interfaces` of the settings.
+    pub configured: BTreeMap<String, Interface>,
+}
+
+/// `GET /v1/processes`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Processes {
+    /// By pid.
+    pub processes: Vec<ProcessInfo>,
+}
+
+/// One process, from `/proc/PID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Command name (`comm`).
+    pub name: String,
+    /// State letter (`R`, `S`, `D`, `Z`, …).
+    pub state: String,
+    /// Real user id.
+    pub uid: u32,
+    /// User name, when `/etc/passwd` names the uid.
+    pub user: Option<String>,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// User plus system CPU time, ms.
+    pub cpu_ms: u64,
+}
+
+/// `POST /v1/processes/{pid}/kill`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillRequest {
+    /// Signal number, 1–64 (default 15, SIGTERM).
+    #[serde(default = "sigterm")]
+    pub signal: i32,
+}
+
+fn sigterm() -> i32 {
+    15
+}
+
+impl Default for KillRequest {
+    fn default() -> Self {
+        Self { signal: sigterm() }
+    }
+}
+
+/// `GET /v1/performance`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Performance {
+    /// When measured.
+    pub time_ms: u64,
+    /// Whole-node CPU.
+    pub cpu: Cpu,
+    /// Memory.
+    pub memory: Memory,
+    /// The root file system and the state disk.
+    pub disks: Vec<Disk>,
+    /// Per network interface counters.
+    pub network: Vec<NetDev>,
+    /// Per service CPU and memory, from its cgroup.
+    pub services: Vec<ServicePerf>,
+}
+
+/// CPU use over the interval since the previous measurement (or a short sample).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    /// Number of CPUs.
+    pub cpus: u32,
+    /// Busy share over the interval, 0–100 (of all CPUs together).
+    pub busy_percent: f64,
+    /// Length of the interval, ms.
+    pub interval_ms: u64,
+    /// Load averages, 1, 5 and 15 minutes.
+    pub load: [f64; 3],
+}
+
+/// From `/proc/meminfo`, bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// MemTotal.
+    pub total_bytes: u64,
+    /// MemAvailable.
+    pub available_bytes: u64,
+    /// MemFree.
+    pub free_bytes: u64,
+}
+
+/// One file system, from statvfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    /// Mount point measured.
+    pub path: String,
+    /// Size, bytes.
+    pub total_bytes: u64,
+    /// Free for unprivileged users, bytes.
+    pub available_bytes: u64,
+}
+
+/// One interface, from `/proc/net/dev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetDev {
+    /// Interface name.
+    pub name: String,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+}
+
+/// One service's resource use, from its cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePerf {
+    /// Service name.
+    pub name: String,
+    /// `cpu.stat` `usage_usec`.
+    pub cpu_usec: Option<u64>,
+    /// `memory.current`.
+    pub memory_bytes: Option<u64>,
+}
+
+/// `GET /v1/files?path=DIR`: a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirListing {
+    /// The directory.
+    pub path: String,
+    /// Its entries, by name.
+    pub entries: Vec<FileEntry>,
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// File name.
+    pub name: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: String,
+    /// Size, bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Last modification.
+    pub modified_ms: u64,
+}
+
+/// Query of `GET`/`PUT /v1/files`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesQuery {
+    /// Absolute path on the node.
+    pub path: String,
+}
+
+/// The largest upload `PUT /v1/files` takes (413 beyond).
+pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
+
+/// `POST /v1/exec`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// Program (absolute path) and arguments.
+    pub argv: Vec<String>,
+    /// Killed after this many seconds (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// Environment (nothing else is inherited).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// One line of the `POST /v1/exec` stream: output as it comes, then one end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExecLine {
+    /// A chunk of output (lossy UTF-8).
+    Output {
+        /// `stdout` or `stderr`.
+        stream: String,
+        /// The text.
+        data: String,
+    },
+    /// The program ended; the last line.
+    Exit {
+        /// Exit status, when it exited.
+        exit_code: Option<i32>,
+        /// Signal that ended it, when one did.
+        signal: Option<i32>,
+        /// Killed at the timeout.
+        timed_out: bool,
+    },
+}
+
+/// `GET /v1/audit`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only entries at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// At most this many, the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// One change made through the API (a line of `audit.jsonl`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub time_ms: u64,
+    /// Who (`admin`, or `-` for a failed login).
+    pub who: String,
+    /// Source address of the request.
+    pub source: String,
+    /// What was asked: method, path and a summary.
+    pub what: String,
+    /// `ok` or the error.
+    pub result: String,
+}
+
+/// `GET /v1/audit`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Oldest first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// The SHA-256 fingerprint of a DER certificate as moted prints it and the
+/// client pins it: uppercase hex pairs joined by `:`.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(der);
+    let pairs: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    pairs.join(":")
+}
+
+/// Reads a fingerprint as a user may type it: any case, with or without `:`.
+pub fn normalize_fingerprint(s: &str) -> Option<String> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let upper = hex.to_ascii_uppercase();
+    let pairs: Vec<&str> = (0..32).map(|i| &upper[i * 2..i * 2 + 2]).collect();
+    Some(pairs.join(":"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fingerprints_are_uppercase_colon_pairs() {
+        let f = fingerprint(b"cert");
+        assert_eq!(f.len(), 32 * 3 - 1);
+        assert_eq!(
+            normalize_fingerprint(&f.to_lowercase().replace(':', "")),
+            Some(f)
+        );
+        assert_eq!(normalize_fingerprint("AB"), None);
+    }
+
+    use super::*;
+
+    #[test]
+    fn exec_lines_tell_output_from_exit() {
+        let out: ExecLine = serde_json::from_str(r#"{"stream":"stdout","data":"hi\n"}"#).unwrap();
+        assert!(matches!(out, ExecLine::Output { .. }));
+        let end = serde_json::to_string(&ExecLine::Exit {
+            exit_code: Some(0),
+            signal: None,
+            timed_out: false,
+        })
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<ExecLine>(&end).unwrap(),
+            ExecLine::Exit {
+                exit_code: Some(0),
+                signal: None,
+                timed_out: false
+            }
+        );
+    }
+
+    #[test]
+    fn events_query_maps_since() {
+        let q: crate::events::EventQuery = EventsQuery {
+            since: Some(5),
+            ..Default::default()
+        }
+        .into();
+        assert_eq!(q.since_ms, Some(5));
+    }
+}
