@@ -88,12 +88,12 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
             Outcome::Nothing | Outcome::NoStateDisk => {}
         }
         timeline.mark("first-boot");
-        let supervisor = Supervisor::start(&settings, &reaper, events, Limits::default());
+        let supervisor = Supervisor::start_settings(&settings, &reaper, events, Limits::default());
         let states = supervisor.wait_settled(Duration::from_secs(30)).await;
         timeline.mark("services");
         (supervisor, states)
     };
-    let (network, (mut supervisor, states)) = tokio::join!(network, workload);
+    let (network, (supervisor, states)) = tokio::join!(network, workload);
 
     let up = states
         .values()

@@ -8,43 +8,22 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use tokio::sync::broadcast;
 
-/// Severity of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Detail for debugging.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something is off but the node carries on.
-    Warn,
-    /// Something failed.
-    Error,
-}
-
-/// One event.
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    /// Milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    /// `init`, `net`, `firewall`, `dhcp`, or a service name.
-    pub source: String,
-    /// Severity.
-    pub level: Level,
-    /// What happened, one line.
-    pub message: String,
-}
+pub use mote_api::events::{Event, EventQuery, Level};
 
 /// Longest message kept; longer lines are cut and marked.
 pub const MAX_MESSAGE: usize = 4096;
 const RING: usize = 2048;
+/// Events a follower may fall behind by before it is dropped.
+const FOLLOW_BACKLOG: usize = 1024;
+/// Default and largest number of events one query returns.
+pub const QUERY_LIMIT: usize = 1000;
 /// Size at which `events.jsonl` is rotated.
 pub const MAX_LOG_BYTES: u64 = 8 << 20;
 
@@ -54,10 +33,18 @@ struct Sink {
     console: Option<Level>,
 }
 
+/// Now, in ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A cheap, cloneable handle for emitting events.
 #[derive(Clone)]
 pub struct Events {
     sink: Arc<Mutex<Sink>>,
+    follow: broadcast::Sender<Event>,
 }
 
 impl Default for Events {
@@ -76,8 +63,10 @@ impl Events {
             file: None,
             console,
         };
+        let (follow, _) = broadcast::channel(FOLLOW_BACKLOG);
         Self {
             sink: Arc::new(Mutex::new(sink)),
+            follow,
         }
     }
 
@@ -120,9 +109,7 @@ impl Events {
             message.truncate(cut);
             message.push_str(" …[truncated]");
         }
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let time_ms = now_ms();
         let event = Event {
             time_ms,
             source: source.to_owned(),
@@ -154,7 +141,52 @@ impl Events {
         if sink.ring.len() == RING {
             sink.ring.pop_front();
         }
+        // Sent under the lock, so followers see events in ring order. A
+        // broadcast send never waits: a follower that falls behind by
+        // FOLLOW_BACKLOG events is told it lagged, and is dropped.
+        if self.follow.receiver_count() > 0 {
+            let _ = self.follow.send(event.clone());
+        }
         sink.ring.push_back(event);
+    }
+
+    /// Every event from now on, for `Follow`. The receiver reports
+    /// `Lagged` if its reader falls behind; the reader then gives up.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.follow.subscribe()
+    }
+
+    /// Recorded events matching `query`, oldest first, at most its limit
+    /// (default and cap [`QUERY_LIMIT`]), the newest kept. When `since_ms`
+    /// reaches back past the oldest event in memory, the log files on the
+    /// state disk (`events.1.jsonl`, then `events.jsonl`; each capped at
+    /// [`MAX_LOG_BYTES`]) supply the older ones.
+    pub fn query(&self, query: &EventQuery) -> Vec<Event> {
+        let limit = query.limit.unwrap_or(QUERY_LIMIT).min(QUERY_LIMIT);
+        let mut found: VecDeque<Event> = VecDeque::new();
+        let (ring, file) = {
+            let sink = self.sink();
+            let ring: Vec<Event> = sink.ring.iter().cloned().collect();
+            let file = sink.file.as_ref().map(|(path, _, _)| path.clone());
+            (ring, file)
+        };
+        let oldest_in_ring = ring.first().map_or(u64::MAX, |e| e.time_ms);
+        let wants_older = query.since_ms.is_some_and(|t| t < oldest_in_ring);
+        if let (true, Some(path)) = (wants_older, file) {
+            for path in [path.with_file_name("events.1.jsonl"), path] {
+                for event in read_log(&path) {
+                    if event.time_ms < oldest_in_ring && query.matches(&event) {
+                        push_bounded(&mut found, event, limit);
+                    }
+                }
+            }
+        }
+        for event in ring {
+            if query.matches(&event) {
+                push_bounded(&mut found, event, limit);
+            }
+        }
+        found.into()
     }
 
     /// `emit` at info level.
@@ -185,9 +217,98 @@ impl Events {
     }
 }
 
+fn push_bounded(found: &mut VecDeque<Event>, event: Event, limit: usize) {
+    if limit == 0 {
+        return;
+    }
+    if found.len() == limit {
+        found.pop_front();
+    }
+    found.push_back(event);
+}
+
+/// The events of one log file; unreadable lines are skipped. Reads at most
+/// [`MAX_LOG_BYTES`] (plus one line), the file's own cap.
+fn read_log(path: &Path) -> impl Iterator<Item = Event> {
+    let reader = File::open(path).ok().map(|f| {
+        use std::io::Read;
+        BufReader::new(f.take(MAX_LOG_BYTES + MAX_MESSAGE as u64 * 2))
+    });
+    reader
+        .into_iter()
+        .flat_map(|r| r.split(b'\n'))
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_slice::<Event>(&line).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_filter_limit_and_reach_into_the_log_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = |t: u64, msg: &str| {
+            serde_json::to_string(&Event {
+                time_ms: t,
+                source: "old".into(),
+                level: Level::Info,
+                message: msg.into(),
+            })
+            .unwrap()
+                + "\n"
+        };
+        std::fs::write(dir.path().join("events.1.jsonl"), old(1, "first")).unwrap();
+        std::fs::write(
+            dir.path().join("events.jsonl"),
+            old(2, "second") + "not json\n",
+        )
+        .unwrap();
+        let events = Events::new(false);
+        events.persist_to(dir.path()).unwrap();
+        events.info("web", "hello");
+        events.warn("web", "slow");
+        events.info("db", "up");
+
+        let all = events.query(&EventQuery::default());
+        assert_eq!(all.len(), 3, "memory only without since_ms: {all:?}");
+        let web_warn = events.query(&EventQuery {
+            source: Some("web".into()),
+            level: Some(Level::Warn),
+            ..Default::default()
+        });
+        assert_eq!(web_warn.len(), 1);
+        assert_eq!(web_warn[0].message, "slow");
+        let from_disk = events.query(&EventQuery {
+            since_ms: Some(0),
+            ..Default::default()
+        });
+        let messages: Vec<&str> = from_disk.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["first", "second", "hello", "slow", "up"]);
+        let newest = events.query(&EventQuery {
+            since_ms: Some(0),
+            limit: Some(2),
+            ..Default::default()
+        });
+        assert_eq!(newest[0].message, "slow");
+        assert_eq!(newest.len(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn followers_get_new_events_and_lag_instead_of_blocking() {
+        let events = Events::new(false);
+        events.info("t", "before");
+        let mut rx = events.subscribe();
+        events.info("t", "after");
+        assert_eq!(rx.recv().await.unwrap().message, "after");
+        for i in 0..(FOLLOW_BACKLOG + 10) {
+            events.info("t", format!("flood {i}"));
+        }
+        assert!(matches!(
+            rx.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+    }
 
     #[test]
     fn long_messages_are_cut_on_a_char_boundary() {

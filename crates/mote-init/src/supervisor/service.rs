@@ -2,8 +2,11 @@
 //! readiness, restart it with backoff by its policy, give up after too many
 //! rapid failures, stop it in order.
 
+use std::ffi::CString;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +15,16 @@ use tokio::sync::watch;
 
 use super::logs;
 use super::reaper::{Exit, Reaper};
-use crate::events::{Events, Level};
+use crate::events::{now_ms, Events, Level};
+
+/// Figures of a service beyond its state, shared with the supervisor.
+#[derive(Debug, Default)]
+pub struct Meta {
+    /// When the current state began, ms since the Unix epoch.
+    pub since_ms: AtomicU64,
+    /// Restarts since it was (last) started.
+    pub restarts: AtomicU32,
+}
 
 /// Where a service is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,28 +110,47 @@ pub struct Runner {
     pub events: Events,
     /// Restart pacing.
     pub limits: Limits,
+    /// Since when, and how many restarts.
+    pub meta: Arc<Meta>,
+    /// The cgroup directory the process is put in before it runs, if any.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Runner {
+    /// Publish a new state and note when it began.
+    fn set(&self, state: State) {
+        self.meta.since_ms.store(now_ms(), Ordering::Relaxed);
+        self.state.send_replace(state);
+    }
+
     /// Run until stopped or given up on.
     pub async fn run(mut self) {
-        if let Err(reason) = self.wait_for_dependencies().await {
+        self.meta.since_ms.store(now_ms(), Ordering::Relaxed);
+        let mut stop = self.stop.clone();
+        let waited = tokio::select! {
+            waited = self.wait_for_dependencies() => waited,
+            _ = stop.wait_for(|s| *s) => {
+                self.set(State::Stopped);
+                return;
+            }
+        };
+        if let Err(reason) = waited {
             self.events.error(&self.name, &reason);
-            self.state.send_replace(State::Failed(reason));
+            self.set(State::Failed(reason));
             return;
         }
         let mut failures: Vec<Instant> = Vec::new();
         let mut backoff = self.limits.backoff_start;
         loop {
             if *self.stop.borrow() {
-                self.state.send_replace(State::Stopped);
+                self.set(State::Stopped);
                 return;
             }
             let started = Instant::now();
             let exit = match self.run_once().await {
                 Ok(Some(exit)) => exit,
                 Ok(None) => {
-                    self.state.send_replace(State::Stopped);
+                    self.set(State::Stopped);
                     return;
                 }
                 Err(e) => {
@@ -146,7 +177,7 @@ impl Runner {
                     level,
                     format!("exited ({exit}); restart policy says stay down"),
                 );
-                self.state.send_replace(if exit.success() {
+                self.set(if exit.success() {
                     State::Exited
                 } else {
                     State::Failed(exit.to_string())
@@ -166,19 +197,20 @@ impl Runner {
                     self.limits.window.as_secs()
                 );
                 self.events.error(&self.name, &reason);
-                self.state.send_replace(State::Failed(reason));
+                self.set(State::Failed(reason));
                 return;
             }
             self.events.warn(
                 &self.name,
                 format!("exited ({exit}); restarting in {} ms", backoff.as_millis()),
             );
-            self.state.send_replace(State::Backoff);
+            self.set(State::Backoff);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = self.stop.changed() => {}
             }
             backoff = (backoff * 2).min(self.limits.backoff_max);
+            self.meta.restarts.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -207,7 +239,7 @@ impl Runner {
         let (mut child, mut exited) = self.reaper.spawn(&mut self.command())?;
         let pid = child.id();
         self.events.info(&self.name, format!("started pid {pid}"));
-        self.state.send_replace(State::Starting { pid });
+        self.set(State::Starting { pid });
         if let Some(out) = child.stdout.take() {
             logs::forward(
                 out.into(),
@@ -240,10 +272,10 @@ impl Runner {
                 ok = &mut ready, if !is_ready => {
                     is_ready = true;
                     if ok {
-                        self.state.send_replace(State::Ready { pid });
+                        self.set(State::Ready { pid });
                     } else {
                         self.events.warn(&self.name, "not listening on its ports yet; counting it as started");
-                        self.state.send_replace(State::Ready { pid });
+                        self.set(State::Ready { pid });
                     }
                 }
                 _ = self.stop.changed() => {
@@ -290,6 +322,25 @@ impl Runner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        if let Some(procs) = self.cgroup.as_ref().and_then(|dir| {
+            CString::new(
+                dir.join("cgroup.procs")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .ok()
+        }) {
+            // SAFETY: the closure runs in the child between fork and exec and
+            // only makes async-signal-safe calls (getpid, open, write, close)
+            // on memory prepared before the fork; a failure leaves the
+            // process in PID 1's cgroup, which is harmless.
+            unsafe {
+                command.pre_exec(move || {
+                    join_cgroup(&procs);
+                    Ok(())
+                });
+            }
+        }
         if let Ok((uid, gid)) = mote_config::parse_user(&self.spec.user) {
             if uid != 0 || gid != 0 {
                 // std drops supplementary groups, then sets gid and uid.
@@ -297,6 +348,31 @@ impl Runner {
             }
         }
         command
+    }
+}
+
+/// Write the calling process's pid into `procs` (a `cgroup.procs` file).
+/// Async-signal-safe: no allocation, only system calls.
+fn join_cgroup(procs: &CString) {
+    // SAFETY: getpid has no preconditions.
+    let mut pid = unsafe { libc::getpid() } as u32;
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 || at == 0 {
+            break;
+        }
+    }
+    // SAFETY: `procs` is a valid NUL-terminated path; the buffer outlives the write.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, digits[at..].as_ptr().cast(), digits.len() - at);
+            libc::close(fd);
+        }
     }
 }
 
