@@ -1,0 +1,353 @@
+//! Managed app backends (IIS's HttpPlatformHandler) and the reverse proxy.
+//!
+//! Job: keep `processes` copies of a program running, each on its own free
+//! loopback port given in `PORT` and `HTTP_PLATFORM_PORT`, and proxy the
+//! requests under the app's path to them round-robin.
+//!
+//! Lifecycle of one process slot (a task each):
+//! 1. pick a free port (bind 127.0.0.1:0, read it, close);
+//! 2. spawn the program, stdout and stderr appended to `stdout_log`;
+//! 3. poll-connect until it listens, at most `startup_time_limit_secs`; if it
+//!    exits or times out, kill it and retry up to `startup_retries` times in
+//!    a row (then give up);
+//! 4. serve until it exits, then record the failure time; more than
+//!    `rapid_fails_per_minute` exits in the last minute stop relaunching;
+//!    otherwise go to 1.
+//!
+//! Dropping the pool (a reload that removes or changes the app, or
+//! shutdown) aborts the tasks; children are killed on drop.
+//!
+//! Proxying: hyper-util's pooled client (keep-alive to the backends),
+//! hop-by-hop headers removed, `X-Forwarded-For/-Proto/-Host` added, bodies
+//! streamed both ways, `request_timeout_secs` to the response head → 504,
+//! no ready process → 503, connection failure → 502. `Upgrade` requests
+//! (WebSocket) are passed through: after the backend's 101 both upgraded
+//! connections are spliced with `copy_bidirectional`.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::task::JoinHandle;
+
+use crate::body::Body;
+use crate::config::App;
+
+/// Process state observed by the proxy.
+pub(crate) struct Slot {
+    /// 0 while not ready.
+    port: AtomicU16,
+}
+
+pub(crate) struct AppPool {
+    pub config: App,
+    slots: Vec<Arc<Slot>>,
+    next: AtomicUsize,
+    tasks: Vec<JoinHandle<()>>,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Drop for AppPool {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl AppPool {
+    /// Starts the processes (in the background) and the client.
+    pub(crate) fn start(config: App, site: &str) -> Arc<Self> {
+        let fails = Arc::new(Mutex::new(VecDeque::new()));
+        let mut slots = Vec::new();
+        let mut tasks = Vec::new();
+        for i in 0..config.processes {
+            let slot = Arc::new(Slot {
+                port: AtomicU16::new(0),
+            });
+            slots.push(slot.clone());
+            let c = config.clone();
+            let name = format!("{site}{}#{i}", config.path);
+            tasks.push(tokio::spawn(supervise(c, slot, fails.clone(), name)));
+        }
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build(conn);
+        Arc::new(Self {
+            config,
+            slots,
+            next: AtomicUsize::new(0),
+            tasks,
+            client,
+        })
+    }
+
+    fn pick(&self) -> Option<u16> {
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| self.slots[(start + i) % n].port.load(Ordering::Acquire))
+            .find(|p| *p != 0)
+    }
+
+    /// Waits (bounded) until a process is ready; for tests and first requests.
+    pub(crate) async fn ready(&self, limit: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if self.pick().is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Proxies `req` to a backend process.
+    pub(crate) async fn proxy(
+        &self,
+        mut req: Request<hyper::body::Incoming>,
+        client_ip: std::net::IpAddr,
+        https: bool,
+    ) -> Response<Body> {
+        let port = match self.pick() {
+            Some(p) => p,
+            None => {
+                // Just (re)started: give it the startup limit to come up.
+                let limit = Duration::from_secs(self.config.startup_time_limit_secs);
+                if !self.ready(limit).await {
+                    return status(StatusCode::SERVICE_UNAVAILABLE);
+                }
+                match self.pick() {
+                    Some(p) => p,
+                    None => return status(StatusCode::SERVICE_UNAVAILABLE),
+                }
+            }
+        };
+        let upgrade = req.headers().get(header::UPGRADE).cloned();
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let Ok(uri) = format!("http://127.0.0.1:{port}{pq}").parse::<hyper::Uri>() else {
+            return status(StatusCode::BAD_REQUEST);
+        };
+        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        parts.uri = uri;
+        parts.version = hyper::Version::HTTP_11;
+        strip_hop(&mut parts.headers);
+        if let Some(h) = &host {
+            parts.headers.insert(header::HOST, h.clone());
+            parts
+                .headers
+                .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
+        }
+        append_xff(&mut parts.headers, client_ip);
+        parts.headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(if https { "https" } else { "http" }),
+        );
+        if let Some(u) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, u.clone());
+        }
+        let out = Request::from_parts(parts, Body::Incoming(body));
+        let timeout = Duration::from_secs(self.config.request_timeout_secs);
+        let resp = match tokio::time::timeout(timeout, self.client.request(out)).await {
+            Err(_) => return status(StatusCode::GATEWAY_TIMEOUT),
+            Ok(Err(_)) => return status(StatusCode::BAD_GATEWAY),
+            Ok(Ok(r)) => r,
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_up) = client_upgrade {
+                let mut resp = resp;
+                let backend_up = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    if let (Ok(c), Ok(b)) = (client_up.await, backend_up.await) {
+                        let mut c = TokioIo::new(c);
+                        let mut b = TokioIo::new(b);
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+                    }
+                });
+                let (parts, _) = resp.into_parts();
+                return Response::from_parts(parts, Body::empty());
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop(&mut parts.headers);
+        Response::from_parts(parts, Body::Incoming(body))
+    }
+}
+
+fn status(s: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = s;
+    r
+}
+
+const HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop(h: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP {
+        h.remove(n);
+    }
+}
+
+fn append_xff(h: &mut HeaderMap, ip: std::net::IpAddr) {
+    let name = HeaderName::from_static("x-forwarded-for");
+    let v = match h.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        h.insert(name, v);
+    }
+}
+
+fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()
+}
+
+fn log_stdio(path: Option<&Path>) -> (Stdio, Stdio) {
+    if let Some(p) = path {
+        if let Some(dir) = p.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            if let Ok(f2) = f.try_clone() {
+                return (Stdio::from(f), Stdio::from(f2));
+            }
+        }
+    }
+    (Stdio::null(), Stdio::null())
+}
+
+/// The life of one process slot (see the module docs).
+async fn supervise(c: App, slot: Arc<Slot>, fails: Arc<Mutex<VecDeque<Instant>>>, name: String) {
+    let limit = Duration::from_secs(c.startup_time_limit_secs);
+    let mut retries = 0u32;
+    loop {
+        let Some(port) = free_port() else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let (out, err) = log_stdio(c.stdout_log.as_deref());
+        let mut cmd = tokio::process::Command::new(&c.program);
+        cmd.args(&c.args)
+            .envs(&c.env)
+            .env("PORT", port.to_string())
+            .env("HTTP_PLATFORM_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(ch) => ch,
+            Err(e) => {
+                eprintln!(
+                    "mote-web: app {name}: cannot start {}: {e}",
+                    c.program.display()
+                );
+                retries += 1;
+                if retries > c.startup_retries {
+                    eprintln!("mote-web: app {name}: giving up after {retries} failed starts");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let t = Instant::now();
+        let mut up = false;
+        while t.elapsed() < limit {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !up {
+            let _ = child.kill().await;
+            retries += 1;
+            eprintln!("mote-web: app {name}: did not listen on {port} (attempt {retries})");
+            if retries > c.startup_retries {
+                eprintln!("mote-web: app {name}: giving up after {retries} failed starts");
+                return;
+            }
+            continue;
+        }
+        retries = 0;
+        slot.port.store(port, Ordering::Release);
+        let _ = child.wait().await;
+        slot.port.store(0, Ordering::Release);
+        let now = Instant::now();
+        let rapid = {
+            let mut f = fails.lock().unwrap_or_else(|e| e.into_inner());
+            f.push_back(now);
+            while f
+                .front()
+                .is_some_and(|x| now.duration_since(*x) > Duration::from_secs(60))
+            {
+                f.pop_front();
+            }
+            f.len() as u32
+        };
+        if rapid > c.rapid_fails_per_minute {
+            eprintln!("mote-web: app {name}: {rapid} exits in a minute; not restarting");
+            return;
+        }
+        eprintln!("mote-web: app {name}: exited; restarting");
+    }
+}

@@ -1,0 +1,114 @@
+//! `mote-web-testapp`: the tiny backend used by mote-web's tests and bench.
+//!
+//! Listens on 127.0.0.1:`$PORT` (HttpPlatformHandler style) and answers:
+//! `GET /` → `hello from app`; `/pid` → its process id; `/echo` → the
+//! request body; `/headers` → the request headers; `/sleep` → after 3 s;
+//! `/exit` → exits the process; an `Upgrade` request → 101, then echoes
+//! raw bytes (a stand-in for a WebSocket). With `MOTE_TESTAPP_FAIL=1` it
+//! exits at once without listening (to exercise startup retries).
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.headers().contains_key(hyper::header::UPGRADE) {
+        let up = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(u) = up.await {
+                let mut io = TokioIo::new(u);
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let r = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "echo")
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default();
+        return Ok(r);
+    }
+    let body = match req.uri().path() {
+        "/" => Bytes::from_static(b"hello from app"),
+        "/pid" => Bytes::from(std::process::id().to_string()),
+        "/echo" => req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default(),
+        "/headers" => {
+            let mut s = String::new();
+            for (k, v) in req.headers() {
+                s.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+            }
+            Bytes::from(s)
+        }
+        "/sleep" => {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            Bytes::from_static(b"slept")
+        }
+        "/exit" => std::process::exit(3),
+        _ => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"not found")));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return Ok(r);
+        }
+    };
+    Ok(Response::new(Full::new(body)))
+}
+
+fn main() {
+    if std::env::var_os("MOTE_TESTAPP_FAIL").is_some() {
+        std::process::exit(1);
+    }
+    let Some(port) = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+    else {
+        eprintln!("mote-web-testapp: PORT is not set");
+        std::process::exit(2);
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mote-web-testapp: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(async move {
+        let l = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("mote-web-testapp: bind {port}: {e}");
+                std::process::exit(1);
+            }
+        };
+        println!("mote-web-testapp listening on {port}");
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), hyper::service::service_fn(handle))
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+}

@@ -1,0 +1,463 @@
+//! Listeners, connections and the request pipeline.
+//!
+//! Job: own the listening sockets, accept (TLS when https), serve HTTP/1.1
+//! and HTTP/2 (ALPN or prior knowledge) with hyper-util's auto builder, and
+//! run each request through the pipeline:
+//!
+//! route by listener + Host → IP allow/deny (403) → request filtering
+//! (405/414/413/400/404) → HTTP→HTTPS redirect → redirect rules → Basic
+//! auth (401) → app proxy or static content → HSTS → log and metrics.
+//!
+//! Reload: [`Server::reload`] compiles the new settings, swaps the `Arc`
+//! every request reads, then opens listeners for new addresses and stops
+//! accepting on removed ones. Open connections keep running; each request
+//! reads the settings current when it arrives.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::task::JoinHandle;
+
+use crate::body::Body;
+use crate::config::{Scheme, WebSettings};
+use crate::log::Entry;
+use crate::metrics;
+use crate::site::{self, Compiled, Site, SiteError, AUTH_CACHE};
+use crate::static_files::{self, FileCache};
+use crate::tls::{self, TlsError};
+
+/// Errors starting or reloading the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Site(#[from] SiteError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS on {addr}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: TlsError,
+    },
+}
+
+/// State every connection reads.
+pub(crate) struct Shared {
+    config: RwLock<Arc<Compiled>>,
+    pub files: FileCache,
+    pub metrics: metrics::Registry,
+}
+
+impl Shared {
+    pub(crate) fn current(&self) -> Arc<Compiled> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+pub(crate) struct Server {
+    pub shared: Arc<Shared>,
+    listeners: HashMap<SocketAddr, (Scheme, JoinHandle<()>)>,
+}
+
+/// What a request knows of its connection.
+#[derive(Clone, Copy)]
+struct Conn {
+    listener: SocketAddr,
+    local: SocketAddr,
+    peer: SocketAddr,
+    https: bool,
+}
+
+impl Server {
+    pub(crate) fn start(settings: &WebSettings) -> Result<Self, ServerError> {
+        let metrics = metrics::Registry::default();
+        let compiled = site::compile(settings, &metrics, None)?;
+        let shared = Arc::new(Shared {
+            config: RwLock::new(Arc::new(compiled)),
+            files: FileCache::default(),
+            metrics,
+        });
+        let mut s = Self {
+            shared,
+            listeners: HashMap::new(),
+        };
+        s.sync_listeners()?;
+        Ok(s)
+    }
+
+    pub(crate) fn reload(&mut self, settings: &WebSettings) -> Result<(), ServerError> {
+        let old = self.shared.current();
+        let compiled = site::compile(settings, &self.shared.metrics, Some(&old))?;
+        drop(old);
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(compiled);
+        self.sync_listeners()
+    }
+
+    pub(crate) fn addresses(&self) -> Vec<SocketAddr> {
+        self.listeners.keys().copied().collect()
+    }
+
+    fn sync_listeners(&mut self) -> Result<(), ServerError> {
+        let cfg = self.shared.current();
+        self.listeners.retain(|addr, (scheme, task)| {
+            let keep = cfg.routes.get(addr).is_some_and(|r| r.scheme == *scheme);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (addr, r) in &cfg.routes {
+            if self.listeners.contains_key(addr) {
+                continue;
+            }
+            let std_l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            let l =
+                tokio::net::TcpListener::from_std(std_l).map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            let tls = match r.scheme {
+                Scheme::Http => None,
+                Scheme::Https => Some(tokio_rustls::TlsAcceptor::from(
+                    tls::server_config(self.shared.clone(), *addr).map_err(|source| {
+                        ServerError::Tls {
+                            addr: *addr,
+                            source,
+                        }
+                    })?,
+                )),
+            };
+            let task = tokio::spawn(accept_loop(l, *addr, tls, self.shared.clone()));
+            self.listeners.insert(*addr, (r.scheme, task));
+        }
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    l: tokio::net::TcpListener,
+    listener: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
+    loop {
+        let (stream, peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(_) => {
+                // Out of descriptors and the like: back off briefly.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(listener);
+        let shared = shared.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let conn = Conn {
+                listener,
+                local,
+                peer,
+                https: tls.is_some(),
+            };
+            match tls {
+                None => serve(TokioIo::new(stream), conn, shared).await,
+                Some(acc) => {
+                    let Ok(Ok(s)) = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acc.accept(stream),
+                    )
+                    .await
+                    else {
+                        return;
+                    };
+                    serve(TokioIo::new(s), conn, shared).await
+                }
+            }
+        });
+    }
+}
+
+async fn serve<I>(io: I, conn: Conn, shared: Arc<Shared>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, req, conn).await) }
+    });
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(io, svc)
+        .await;
+}
+
+fn plain(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::bytes(site::default_page(status)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+    let start = Instant::now();
+    let cfg = shared.current();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host());
+    let Some(site) = cfg.route(&conn.listener, host).cloned() else {
+        return plain(StatusCode::NOT_FOUND);
+    };
+    drop(cfg);
+    // What the log needs, kept before the request is consumed.
+    let logged = site.log.is_some().then(|| {
+        let h = req.headers();
+        (
+            req.method().clone(),
+            req.uri().clone(),
+            h.get(header::USER_AGENT).cloned(),
+            h.get(header::REFERER).cloned(),
+        )
+    });
+    let (mut resp, substatus, user) = pipeline(shared, &site, req, conn).await;
+    if conn.https {
+        if let Some(h) = &site.hsts {
+            resp.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
+        }
+    }
+    let took = start.elapsed();
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| hyper::body::Body::size_hint(resp.body()).lower());
+    site.metrics.record(status, bytes, took);
+    if let (Some(log), Some((method, uri, ua, referer))) = (&site.log, logged) {
+        let line = Entry {
+            s_ip: conn.local.ip(),
+            method: method.as_str(),
+            stem: uri.path(),
+            query: uri.query(),
+            s_port: conn.local.port(),
+            user: user.as_deref(),
+            c_ip: conn.peer.ip(),
+            user_agent: ua.as_ref().and_then(|v| v.to_str().ok()),
+            referer: referer.as_ref().and_then(|v| v.to_str().ok()),
+            status,
+            substatus,
+            time_taken_ms: took.as_millis(),
+        }
+        .format();
+        log.log(line);
+    }
+    resp
+}
+
+/// Longest-prefix match on whole segments.
+fn under(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix)
+        && (prefix.ends_with('/')
+            || path.len() == prefix.len()
+            || path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+async fn pipeline(
+    shared: &Shared,
+    site: &Arc<Site>,
+    req: Request<Incoming>,
+    conn: Conn,
+) -> (Response<Body>, u16, Option<String>) {
+    if !site.ip_allowed(conn.peer.ip()) {
+        return (site.error(StatusCode::FORBIDDEN), 6, None);
+    }
+    let (parts, body) = req.into_parts();
+    let path = match site.filter.check(&parts) {
+        Ok(p) => p,
+        Err(r) => return (site.error(r.status), r.substatus, None),
+    };
+    let query = parts.uri.query();
+    if let (false, Some(port)) = (conn.https, site.https_redirect) {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.host())
+            .unwrap_or("localhost");
+        let name = if host.starts_with('[') {
+            host.find(']').map_or(host, |e| &host[..=e])
+        } else {
+            host.split(':').next().unwrap_or(host)
+        };
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let loc = if port == 443 {
+            format!("https://{name}{pq}")
+        } else {
+            format!("https://{name}:{port}{pq}")
+        };
+        return (
+            static_files::redirect(StatusCode::MOVED_PERMANENTLY, &loc),
+            0,
+            None,
+        );
+    }
+    for r in &site.redirects {
+        if under(&path, &r.from) {
+            let mut loc = r.to.clone();
+            if r.keep_path {
+                let rest = &parts.uri.path()[r.from.len().min(parts.uri.path().len())..];
+                if loc.ends_with('/') && rest.starts_with('/') {
+                    loc.push_str(&rest[1..]);
+                } else {
+                    loc.push_str(rest);
+                }
+                if let Some(q) = query {
+                    loc.push('?');
+                    loc.push_str(q);
+                }
+            }
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
+            return (static_files::redirect(status, &loc), 0, None);
+        }
+    }
+    let mut user = None;
+    if let Some(rule) = site
+        .auth
+        .iter()
+        .filter(|a| under(&path, &a.path))
+        .max_by_key(|a| a.path.len())
+    {
+        match authenticate(rule, parts.headers.get(header::AUTHORIZATION)).await {
+            Some(u) => user = Some(u),
+            None => {
+                let mut r = site.error(StatusCode::UNAUTHORIZED);
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, rule.challenge.clone());
+                return (r, 2, None);
+            }
+        }
+    }
+    if let Some(app) = site
+        .apps
+        .iter()
+        .filter(|a| under(&path, &a.config.path))
+        .max_by_key(|a| a.config.path.len())
+    {
+        let req = Request::from_parts(parts, body);
+        return (app.proxy(req, conn.peer.ip(), conn.https).await, 0, user);
+    }
+    drop(body);
+    let resp = static_files::serve(
+        site,
+        &shared.files,
+        &parts.method,
+        &parts.headers,
+        &path,
+        query,
+    )
+    .await;
+    (resp, 0, user)
+}
+
+/// The user name when the `Authorization` header holds a valid Basic
+/// credential for `rule`. Argon2 runs on a blocking thread; successes are
+/// cached for [`AUTH_CACHE`].
+async fn authenticate(rule: &site::AuthRule, h: Option<&HeaderValue>) -> Option<String> {
+    let value = h?.to_str().ok()?;
+    let b64 = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?
+        .trim();
+    let decoded = String::from_utf8(base64_decode(b64)?).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    let phc = rule.users.get(name)?.clone();
+    {
+        let v = rule.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if v.get(value).is_some_and(|t| t.elapsed() < AUTH_CACHE) {
+            return Some(name.to_owned());
+        }
+    }
+    let password = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || mote_config::password::verify(&phc, &password))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        return None;
+    }
+    let mut v = rule.verified.lock().unwrap_or_else(|e| e.into_inner());
+    if v.len() > 1000 {
+        v.clear();
+    }
+    v.insert(value.to_owned(), Instant::now());
+    Some(name.to_owned())
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn b64_and_prefix() {
+        assert_eq!(
+            base64_decode("YWxhZGRpbjpvcGVuc2VzYW1l").unwrap(),
+            b"aladdin:opensesame"
+        );
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert!(under("/a/b", "/a"));
+        assert!(under("/a", "/a"));
+        assert!(!under("/ab", "/a"));
+        assert!(under("/x", "/"));
+    }
+}
