@@ -1,0 +1,36 @@
+//! `/v1/network`: live state and configured interfaces.
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use mote_api::api::{Interface, NetworkView, VersionedSettings};
+use mote_api::control::{Request, Response};
+
+use super::AppState;
+use crate::app::{lock, Caller};
+use crate::error::{ApiError, JsonBody};
+
+pub async fn get(State(app): State<AppState>) -> Result<Json<NetworkView>, ApiError> {
+    let live = match app.ask(Request::Network).await? {
+        Response::Network(n) => n,
+        _ => return Err(ApiError::Unexpected("network")),
+    };
+    let configured = lock(&app.store)?.current().settings.network.interfaces;
+    Ok(Json(NetworkView { live, configured }))
+}
+
+pub async fn put_interface(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    JsonBody(iface): JsonBody<Interface>,
+) -> Result<Json<VersionedSettings>, ApiError> {
+    let what = format!("set interface {name}");
+    Ok(Json(
+        app.change(&caller.user, &what, |old| {
+            let mut s = old.clone();
+            s.network.interfaces.insert(name.clone(), iface);
+            Ok(s)
+        })
+        .await?,
+    ))
+}

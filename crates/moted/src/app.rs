@@ -1,0 +1,143 @@
+//! The agent's state and the actions every resource file calls: settings
+//! changes with rollback, and the audit trail.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mote_api::api::{AuditEntry, VersionedSettings};
+use mote_api::control::{NodeSettings, Request, Response};
+use mote_api::events::Level;
+
+use crate::audit::AuditLog;
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::init::Init;
+use crate::store::Store;
+
+/// Shared by every handler.
+pub struct App {
+    /// PID 1.
+    pub init: Arc<dyn Init>,
+    /// The settings store.
+    pub store: Mutex<Store>,
+    /// Tokens and throttling.
+    pub auth: Mutex<Auth>,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Serialises settings changes (apply + store).
+    pub changing: tokio::sync::Mutex<()>,
+    /// The state directory (measured for disk use).
+    pub state_dir: PathBuf,
+    /// The previous `/proc/stat` sample, for CPU deltas.
+    pub cpu: Mutex<Option<(Instant, crate::core::perf::CpuTimes)>>,
+    /// Token lifetime.
+    pub token_ttl: Duration,
+}
+
+/// The caller of a request, as the auth layer found it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// User name (`-` when not logged in).
+    pub user: String,
+    /// Source address.
+    pub addr: SocketAddr,
+}
+
+/// Reads a lock, or fails the call instead of panicking on poison.
+pub fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, ApiError> {
+    m.lock()
+        .map_err(|_| ApiError::Unexpected("a poisoned lock (an earlier call panicked)"))
+}
+
+impl App {
+    /// Asks PID 1 and turns an error answer into [`ApiError::Refused`].
+    pub async fn ask(&self, req: Request) -> Result<Response, ApiError> {
+        match self.init.call(req).await? {
+            Response::Error { message } => Err(ApiError::Refused {
+                message,
+                rolled_back: true,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Changes the settings: `edit` makes the new tree from the current one;
+    /// it is validated, applied by PID 1 and stored as a new version. When PID
+    /// 1 refuses, the previous settings are applied again and nothing is
+    /// stored.
+    pub async fn change(
+        &self,
+        who: &str,
+        what: &str,
+        edit: impl FnOnce(&NodeSettings) -> Result<NodeSettings, ApiError>,
+    ) -> Result<VersionedSettings, ApiError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let old = lock(&self.store)?.current();
+        let new = edit(&old.settings)?;
+        new.validate().map_err(ApiError::Invalid)?;
+        let applied = self
+            .init
+            .call(Request::Apply {
+                settings: Box::new(new.clone()),
+            })
+            .await;
+        let failure = match applied {
+            Ok(Response::Ok) => None,
+            Ok(Response::Error { message }) => Some(message),
+            Ok(_) => Some("an unexpected answer to apply".to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = failure {
+            let back = self
+                .init
+                .call(Request::Apply {
+                    settings: Box::new(old.settings),
+                })
+                .await;
+            let rolled_back = matches!(back, Ok(Response::Ok));
+            tracing::warn!(%message, rolled_back, "settings change refused");
+            return Err(ApiError::Refused {
+                message,
+                rolled_back,
+            });
+        }
+        Ok(lock(&self.store)?.save(new, who, what)?)
+    }
+
+    /// Records a change in the audit log and sends it to PID 1 as an event.
+    pub async fn record(&self, caller: &Caller, what: String, result: String) {
+        let entry = AuditEntry {
+            time_ms: crate::now_ms(),
+            who: caller.user.clone(),
+            source: caller.addr.to_string(),
+            what,
+            result,
+        };
+        if let Err(e) = self.audit.append(&entry) {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+        let level = if entry.result == "ok" {
+            Level::Info
+        } else {
+            Level::Warn
+        };
+        let message = format!(
+            "{} from {}: {} -> {}",
+            entry.who, entry.source, entry.what, entry.result
+        );
+        tracing::info!(target: "audit", "{message}");
+        if let Err(e) = self
+            .init
+            .call(Request::Emit {
+                source: "audit".into(),
+                level,
+                message,
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "cannot send the audit event to PID 1");
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! JSON merge patch (RFC 7396) and path lookup in a JSON tree.
+
+use serde_json::Value;
+
+/// Applies `patch` to `target` as RFC 7396 says: objects merge key by key,
+/// `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+/// The value at a `.`- or `/`-separated path; array items by index.
+pub fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split(['.', '/'])
+        .filter(|s| !s.is_empty())
+        .try_fold(root, |v, seg| match v {
+            Value::Object(m) => m.get(seg),
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rfc7396_examples() {
+        let mut t = json!({"a":"b","c":{"d":"e","f":"g"}});
+        merge_patch(&mut t, &json!({"a":"z","c":{"f":null}}));
+        assert_eq!(t, json!({"a":"z","c":{"d":"e"}}));
+        let mut t = json!({"a":["b"]});
+        merge_patch(&mut t, &json!({"a":"c"}));
+        assert_eq!(t, json!({"a":"c"}));
+    }
+
+    #[test]
+    fn paths_walk_objects_and_arrays() {
+        let v = json!({"a":{"b":[1,2]}});
+        assert_eq!(lookup(&v, "a.b.1"), Some(&json!(2)));
+        assert_eq!(lookup(&v, "a/b"), Some(&json!([1, 2])));
+        assert_eq!(lookup(&v, "a.x"), None);
+    }
+}
