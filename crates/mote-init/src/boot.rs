@@ -13,6 +13,11 @@
 //!      `services` — started in dependency order and supervised;
 //! 6. ready — one `mote: ready …` line on the console, when both are done.
 //!
+//! The settings are moted's `/state/mote/settings/current.json` when the
+//! state disk has a valid one, else the image's. The control socket
+//! ([`crate::control`]) is up from the `settings` phase on; services start
+//! only after the state disk, with `moted` (management) first.
+//!
 //! Every phase logs its failures as events and the boot goes on: a bad
 //! setting costs that setting, never the node.
 
@@ -22,21 +27,25 @@ use std::time::Duration;
 
 use mote_config::NodeSettings;
 
+use tokio::sync::mpsc;
+
+use crate::control::{self, Node, NodeOptions};
 use crate::events::Events;
 use crate::first_boot::{self, Outcome};
 use crate::power::{self, Action};
-use crate::supervisor::{Limits, Reaper, State, Supervisor};
-use crate::{console, net, state, system};
+use crate::supervisor::{self as sup, Limits, Reaper, State, Supervisor};
+use crate::{console, management, net, state, system};
 
 /// Node settings baked into the image.
 pub const SETTINGS: &str = "/etc/mote/settings.json";
+/// Settings saved by moted's settings store, preferred when valid.
+pub const CURRENT_SETTINGS: &str = "/state/mote/settings/current.json";
 /// Module list baked into the image.
 pub const MODULES: &str = "/etc/mote/modules";
 
 /// Boot the node, run until asked to stop, stop the services; returns what
 /// to do next.
 pub async fn run(events: &Events, init_ms: u64) -> Action {
-    let timeline = Timeline::new(init_ms);
     system::mount_pseudo_filesystems(events);
     system::disable_ctrl_alt_del();
     if system::kernel_cmdline()
@@ -45,20 +54,16 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
     {
         events.set_console_level(crate::events::Level::Debug);
     }
-    timeline.mark("filesystems");
 
     let settings = load_settings(Path::new(SETTINGS), events);
     system::set_hostname(&settings.system.hostname, events);
-    timeline.mark("settings");
     let modules = system::load_modules(Path::new(MODULES), events);
-    timeline.mark("modules");
 
     // The firewall goes on before any link is up, so no packet ever meets a
     // node without it; it needs no addresses.
     if let Err(e) = net::apply_firewall(&settings.firewall, &settings.open_ports(), events) {
         events.error("firewall", format!("not applied: {e}"));
     }
-    timeline.mark("firewall");
 
     let reaper = match Reaper::start() {
         Ok(r) => r,
@@ -70,16 +75,51 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
             Arc::new(Reaper::default())
         }
     };
+    let cgroups = Path::new(sup::CGROUP_ROOT);
+    let cgroups = sup::prepare_cgroups(cgroups, events).then(|| cgroups.to_path_buf());
+    let supervisor = Supervisor::new(&reaper, events, Limits::default(), cgroups);
+    let (power_tx, power_rx) = mpsc::channel(4);
+    let node = Arc::new(Node::new(
+        events.clone(),
+        supervisor.clone(),
+        settings.clone(),
+        init_ms,
+        NodeOptions::default(),
+        power_tx,
+    ));
+    node.boot.mark("filesystems");
+    node.boot.mark("settings");
+    node.boot.mark("modules");
+    node.boot.mark("firewall");
+    if let Err(e) = control::serve(Path::new(control::SOCKET), Arc::clone(&node)) {
+        events.error(
+            "init",
+            format!(
+                "cannot open the control socket {}: {e}; no remote management",
+                control::SOCKET
+            ),
+        );
+    }
+
     // The network (a DHCP exchange is mostly waiting) runs alongside the
     // state disk, first boot and the services; ready needs both.
     let network = async {
         let network = net::configure(&settings.network, events).await;
-        timeline.mark("network");
+        node.set_net(network.clone());
+        node.boot.mark("network");
         network
     };
     let workload = async {
         let state_dir = mount_state(events).await;
-        timeline.mark("state");
+        node.boot.mark("state");
+        // moted's saved settings win over the image's once the disk is there.
+        let settings = match load_current(Path::new(CURRENT_SETTINGS), events) {
+            Some(current) => {
+                apply_saved(&node, &settings, current).await;
+                node.settings()
+            }
+            None => settings.clone(),
+        };
         match first_boot::run(&settings.first_boot, state_dir, &reaper, events).await {
             Outcome::Ran { ok, total } => {
                 console::line(format!("mote: first-boot ran {ok}/{total} commands"))
@@ -87,13 +127,14 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
             Outcome::AlreadyDone => console::line("mote: first-boot already done".into()),
             Outcome::Nothing | Outcome::NoStateDisk => {}
         }
-        timeline.mark("first-boot");
-        let supervisor = Supervisor::start_settings(&settings, &reaper, events, Limits::default());
+        node.boot.mark("first-boot");
+        let (services, first) = management::services(&settings, &node.options.moted);
+        supervisor.start_all(services, first);
         let states = supervisor.wait_settled(Duration::from_secs(30)).await;
-        timeline.mark("services");
-        (supervisor, states)
+        node.boot.mark("services");
+        (settings, states)
     };
-    let (network, (supervisor, states)) = tokio::join!(network, workload);
+    let (network, (settings, states)) = tokio::join!(network, workload);
 
     let up = states
         .values()
@@ -112,24 +153,111 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
         .iter()
         .map(ToString::to_string)
         .collect();
+    let management_ready = matches!(states.get(management::SERVICE), Some(State::Ready { .. }));
+    let fingerprint = if management_ready {
+        management::fingerprint(Path::new(management::FINGERPRINT), Duration::from_secs(3)).await
+    } else {
+        None
+    };
+    node.set_ready();
     console::line(format!(
-        "mote: ready hostname={} addresses={} boot_ms={} init_ms={init_ms} services={up}/{} modules={modules}",
+        "mote: ready hostname={} addresses={} boot_ms={} init_ms={init_ms} services={up}/{} modules={modules}{}",
         settings.system.hostname,
         addresses.join(","),
         system::uptime_ms(),
         states.len(),
+        fingerprint.as_deref().map(|fp| format!(" fingerprint={fp}")).unwrap_or_default(),
     ));
+    if management_ready {
+        let host = addresses.first().map_or("<no address>".to_owned(), |a| {
+            if a.contains(':') {
+                format!("[{a}]")
+            } else {
+                a.clone()
+            }
+        });
+        console::line(format!(
+            "mote: management https://{host}:{} fingerprint={}",
+            settings.management.port,
+            fingerprint.as_deref().unwrap_or("unknown"),
+        ));
+    }
     events.info(
         "init",
         format!(
             "boot timeline (ms after PID 1 started): {}",
-            timeline.summary()
+            node.boot.summary()
         ),
     );
 
-    let action = power::wait_for_request(events).await;
+    let action = power::wait_for_request(events, power_rx).await;
+    network.stop();
     supervisor.stop_all().await;
     action
+}
+
+/// moted's saved settings, when the file exists, parses and validates;
+/// otherwise `None`, with an event saying why it was not used.
+fn load_current(path: &Path, events: &Events) -> Option<NodeSettings> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            events.warn(
+                "init",
+                format!("{}: {e}; using the image's settings", path.display()),
+            );
+            return None;
+        }
+    };
+    match serde_json::from_slice::<NodeSettings>(&bytes) {
+        Ok(settings) => match settings.validate() {
+            Ok(()) => Some(settings),
+            Err(problems) => {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                events.warn(
+                    "init",
+                    format!(
+                        "{}: invalid ({}); using the image's settings",
+                        path.display(),
+                        list.join("; ")
+                    ),
+                );
+                None
+            }
+        },
+        Err(e) => {
+            events.warn(
+                "init",
+                format!("{}: {e}; using the image's settings", path.display()),
+            );
+            None
+        }
+    }
+}
+
+/// Switch from the image's settings to the saved ones: host name, firewall
+/// and network are already set up from the image's (the state disk comes
+/// after them), so the difference is applied as `Apply` would.
+async fn apply_saved(node: &Node, image: &NodeSettings, current: NodeSettings) {
+    let events = &node.events;
+    if current == *image {
+        events.info(
+            "init",
+            format!("settings: {CURRENT_SETTINGS} (same as the image's)"),
+        );
+        return;
+    }
+    events.info(
+        "init",
+        format!("settings: {CURRENT_SETTINGS} (saved by moted), not the image's {SETTINGS}"),
+    );
+    // Services are not running yet; apply starts none while the list is
+    // empty, and boot starts them from the node's settings afterwards.
+    match control::apply_boot(node, current).await {
+        Ok(()) => {}
+        Err(e) => events.error("init", format!("saved settings only partly applied: {e}")),
+    }
 }
 
 /// Mount the state disk and move the event log onto it; `None` without one.
@@ -162,7 +290,10 @@ fn load_settings(path: &Path, events: &Events) -> NodeSettings {
             serde_json::from_slice::<NodeSettings>(&bytes).map_err(|e| e.to_string())
         });
     match parsed {
-        Ok(settings) => settings,
+        Ok(settings) => {
+            events.info("init", format!("settings: {}", path.display()));
+            settings
+        }
         Err(e) => {
             events.error(
                 "init",
@@ -172,37 +303,5 @@ fn load_settings(path: &Path, events: &Events) -> NodeSettings {
             settings.system.hostname = "mote".into();
             settings
         }
-    }
-}
-
-/// When each phase ended, in ms after PID 1 started (phases may overlap).
-struct Timeline {
-    start: u64,
-    phases: std::sync::Mutex<Vec<(&'static str, u64)>>,
-}
-
-impl Timeline {
-    fn new(start: u64) -> Self {
-        Self {
-            start,
-            phases: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    fn mark(&self, phase: &'static str) {
-        let at = system::uptime_ms().saturating_sub(self.start);
-        self.phases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((phase, at));
-    }
-
-    fn summary(&self) -> String {
-        let phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
-        phases
-            .iter()
-            .map(|(p, ms)| format!("{p}@{ms}"))
-            .collect::<Vec<_>>()
-            .join(" ")
     }
 }

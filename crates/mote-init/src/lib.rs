@@ -10,8 +10,10 @@
 
 pub mod boot;
 pub mod console;
+pub mod control;
 pub mod events;
 pub mod first_boot;
+pub mod management;
 pub mod net;
 pub mod power;
 pub mod state;

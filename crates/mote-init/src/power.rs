@@ -26,8 +26,9 @@ pub enum Action {
     Reboot,
 }
 
-/// Wait for the first request to power off or reboot.
-pub async fn wait_for_request(events: &Events) -> Action {
+/// Wait for the first request to power off or reboot: a signal, the power
+/// button, or one sent on `requests` (the control socket's `Power`).
+pub async fn wait_for_request(events: &Events, mut requests: mpsc::Receiver<Action>) -> Action {
     let (tx, mut rx) = mpsc::channel(4);
     watch_power_button(tx, events);
     let (Ok(mut term), Ok(mut int), Ok(mut usr2)) = (
@@ -39,13 +40,18 @@ pub async fn wait_for_request(events: &Events) -> Action {
             "init",
             "cannot listen for signals; only the power button will stop the node",
         );
-        return rx.recv().await.unwrap_or(Action::PowerOff);
+        return tokio::select! {
+            Some(action) = rx.recv() => action,
+            Some(action) = requests.recv() => action,
+            else => Action::PowerOff,
+        };
     };
     tokio::select! {
         _ = term.recv() => { events.info("init", "SIGTERM: powering off"); Action::PowerOff }
         _ = usr2.recv() => { events.info("init", "SIGUSR2: powering off"); Action::PowerOff }
         _ = int.recv() => { events.info("init", "Ctrl-Alt-Del: rebooting"); Action::Reboot }
         Some(action) = rx.recv() => { events.info("init", "power button: powering off"); action }
+        Some(action) = requests.recv() => { events.info("init", format!("control socket: {action:?}")); action }
     }
 }
 

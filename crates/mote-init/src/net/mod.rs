@@ -51,6 +51,7 @@
 
 mod addr;
 pub mod dhcp;
+mod inspect;
 mod link;
 mod netlink;
 pub mod nft;
@@ -67,6 +68,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use self::addr::Origin;
+pub use self::inspect::inspect;
 pub use self::netlink::NetlinkError;
 pub use self::nft::{apply_firewall, FirewallError};
 use self::rtnl::Rtnl;
@@ -124,17 +126,7 @@ pub async fn configure_with(network: &Network, events: &Events, options: NetOpti
         Err(e) => events.error("net", format!("lo: {e}")),
     }
 
-    let static_dns = network
-        .interfaces
-        .iter()
-        .flat_map(|(name, iface)| {
-            iface.dns.iter().map(|ip| resolv::Resolver {
-                ip: *ip,
-                interface: name.clone(),
-            })
-        })
-        .collect();
-    state.set_static_dns(static_dns);
+    state.set_static_dns(static_resolvers(network));
 
     let link_deadline = deadline(options.link_wait);
     let (bound_tx, mut bound_rx) = mpsc::channel(network.interfaces.len().max(1));
@@ -176,6 +168,77 @@ pub async fn configure_with(network: &Network, events: &Events, options: NetOpti
         );
     }
     state
+}
+
+/// Configure one interface again for `new` settings (`None`: leave it
+/// unconfigured): stop its DHCP client, drop its lease and resolvers,
+/// remove its global addresses and its default routes, then configure it as
+/// at boot (without waiting for a lease). `network` is the whole new
+/// network, for the resolvers of every interface. Errors name the step.
+pub async fn reconfigure_interface(
+    state: &NetState,
+    name: &str,
+    new: Option<&Interface>,
+    network: &Network,
+    events: &Events,
+) -> Result<(), String> {
+    let mut rtnl = Rtnl::open().map_err(|e| format!("{name}: {e}"))?;
+    state.stop_interface(name);
+    state.set_lease(name, None, events);
+    if let Some(link) = link::get(&mut rtnl, name).map_err(|e| format!("{name}: {e}"))? {
+        let routes =
+            inspect::default_routes(&mut rtnl, link.index).map_err(|e| format!("{name}: {e}"))?;
+        for route in routes {
+            match rtnl.request(
+                netlink_packet_route::RouteNetlinkMessage::DelRoute(route),
+                0,
+            ) {
+                Err(e) if e.errno() != Some(libc::ESRCH) => {
+                    return Err(format!("{name}: removing a default route: {e}"))
+                }
+                _ => {}
+            }
+        }
+        let addresses = addr::list(&mut rtnl).map_err(|e| format!("{name}: {e}"))?;
+        for a in addresses
+            .into_iter()
+            .filter(|a| a.index == link.index && addr::is_reportable(&a.ip))
+        {
+            addr::remove(&mut rtnl, link.index, a.ip, a.prefix_len)
+                .map_err(|e| format!("{name}: removing {}/{}: {e}", a.ip, a.prefix_len))?;
+        }
+    }
+    state.set_static_dns(static_resolvers(network));
+    if let Some(iface) = new {
+        let (bound, _) = mpsc::channel(1);
+        configure_interface(
+            &mut rtnl,
+            name,
+            iface,
+            deadline(Duration::from_secs(1)),
+            state,
+            events,
+            &bound,
+        )
+        .await;
+    } else {
+        events.info("net", format!("{name}: unconfigured"));
+    }
+    state.write_resolv_conf(events);
+    Ok(())
+}
+
+fn static_resolvers(network: &Network) -> Vec<resolv::Resolver> {
+    network
+        .interfaces
+        .iter()
+        .flat_map(|(name, iface)| {
+            iface.dns.iter().map(|ip| resolv::Resolver {
+                ip: *ip,
+                interface: name.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `after` from now, saturating instead of overflowing.

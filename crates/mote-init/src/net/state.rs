@@ -18,7 +18,7 @@ struct Shared {
     static_dns: Vec<Resolver>,
     leases: BTreeMap<String, Lease>,
     written: Option<String>,
-    tasks: Vec<AbortHandle>,
+    tasks: Vec<(String, AbortHandle)>,
 }
 
 /// The node's network as configured; cheap to clone (a shared handle).
@@ -95,13 +95,23 @@ impl NetState {
 
     /// Stop the background DHCP clients (at shutdown). Addresses stay.
     pub fn stop(&self) {
-        for task in self.lock().tasks.drain(..) {
+        for (_, task) in self.lock().tasks.drain(..) {
             task.abort();
         }
     }
 
-    pub(crate) fn add_task(&self, task: AbortHandle) {
-        self.lock().tasks.push(task);
+    /// Stop the DHCP client of one interface; its addresses stay.
+    pub(crate) fn stop_interface(&self, interface: &str) {
+        self.lock().tasks.retain(|(name, task)| {
+            if name == interface {
+                task.abort();
+            }
+            name != interface
+        });
+    }
+
+    pub(crate) fn add_task(&self, interface: &str, task: AbortHandle) {
+        self.lock().tasks.push((interface.to_owned(), task));
     }
 
     pub(crate) fn set_static_dns(&self, resolvers: Vec<Resolver>) {

@@ -86,6 +86,6 @@ pub(crate) fn spawn(
         random: client::Random::new(&mac),
     };
     let task = tokio::spawn(client.run());
-    state.add_task(task.abort_handle());
+    state.add_task(interface, task.abort_handle());
     Ok(())
 }

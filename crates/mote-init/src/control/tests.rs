@@ -1,0 +1,296 @@
+//! The control protocol over a real socket, with the real supervisor and
+//! `/bin/sh` services.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mote_api::control::{Request, Response, ServiceAction};
+use mote_api::events::{EventQuery, Level};
+use mote_config::{NodeSettings, RestartPolicy, Service};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use super::{serve, Node, NodeOptions};
+use crate::events::Events;
+use crate::power::Action;
+use crate::supervisor::{Limits, Reaper, Supervisor};
+
+fn sleeper(tag: &str) -> Service {
+    Service {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("echo {tag}; exec sleep 30"),
+        ],
+        environment: BTreeMap::new(),
+        user: "root".into(),
+        restart: RestartPolicy::Always,
+        after: vec![],
+        ports: vec![],
+        stop_timeout_secs: 1,
+    }
+}
+
+fn settings(services: &[(&str, &str)]) -> NodeSettings {
+    let mut s = NodeSettings::default();
+    s.system.hostname = "test".into();
+    s.system.admin_password_hash = mote_config::password::hash("x").unwrap();
+    s.management.enabled = false;
+    for (name, tag) in services {
+        s.services.insert((*name).into(), sleeper(tag));
+    }
+    s
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    node: Arc<Node>,
+    power: mpsc::Receiver<Action>,
+}
+
+async fn harness(initial: NodeSettings) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    let events = Events::new(false);
+    let reaper = Reaper::start().unwrap();
+    let limits = Limits {
+        backoff_start: Duration::from_millis(10),
+        ready_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let supervisor = Supervisor::new(&reaper, &events, limits, None);
+    supervisor.start_all(initial.services.clone(), vec![]);
+    supervisor.wait_settled(Duration::from_secs(10)).await;
+    let (tx, power) = mpsc::channel(1);
+    let options = NodeOptions {
+        hostname: false,
+        firewall: false,
+        network: false,
+        moted: dir.path().join("no-moted"),
+    };
+    let node = Arc::new(Node::new(events, supervisor, initial, 5, options, tx));
+    serve(&path, Arc::clone(&node)).unwrap();
+    Harness {
+        _dir: dir,
+        path,
+        node,
+        power,
+    }
+}
+
+struct Client {
+    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    writer: OwnedWriteHalf,
+}
+
+impl Client {
+    async fn connect(h: &Harness) -> Self {
+        let (r, w) = UnixStream::connect(&h.path).await.unwrap().into_split();
+        Self {
+            lines: BufReader::new(r).lines(),
+            writer: w,
+        }
+    }
+
+    async fn raw(&mut self, line: &str) -> Response {
+        self.writer.write_all(line.as_bytes()).await.unwrap();
+        self.writer.write_all(b"\n").await.unwrap();
+        self.next().await
+    }
+
+    async fn next(&mut self) -> Response {
+        let line = tokio::time::timeout(Duration::from_secs(15), self.lines.next_line())
+            .await
+            .expect("an answer in time")
+            .unwrap()
+            .expect("a line");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    async fn ask(&mut self, request: &Request) -> Response {
+        self.raw(&serde_json::to_string(request).unwrap()).await
+    }
+}
+
+fn states(response: Response) -> Vec<(String, String)> {
+    let Response::Services { services } = response else {
+        panic!("{response:?}")
+    };
+    services.into_iter().map(|s| (s.name, s.state)).collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn services_are_listed_stopped_and_started_and_bad_lines_answered() {
+    let h = harness(settings(&[("a", "a")])).await;
+    let mut c = Client::connect(&h).await;
+    assert_eq!(
+        states(c.ask(&Request::Services).await),
+        [("a".into(), "ready".into())]
+    );
+    let stop = Request::Service {
+        name: "a".into(),
+        action: ServiceAction::Stop,
+    };
+    assert_eq!(c.ask(&stop).await, Response::Ok);
+    assert_eq!(
+        states(c.ask(&Request::Services).await),
+        [("a".into(), "stopped".into())]
+    );
+
+    let Response::Error { message } = c.raw("{not json").await else {
+        panic!()
+    };
+    assert!(message.contains("not a request"), "{message}");
+    let Response::Error { message } = c.raw(r#"{"op":"format_disk"}"#).await else {
+        panic!()
+    };
+    assert!(message.contains("format_disk"), "{message}");
+    let Response::Error { message } = c
+        .ask(&Request::Service {
+            name: "zz".into(),
+            action: ServiceAction::Start,
+        })
+        .await
+    else {
+        panic!()
+    };
+    assert!(message.contains("zz") && message.contains("a"), "{message}");
+
+    // The connection survived all that, and a second client works alongside.
+    let mut other = Client::connect(&h).await;
+    let start = Request::Service {
+        name: "a".into(),
+        action: ServiceAction::Start,
+    };
+    assert_eq!(other.ask(&start).await, Response::Ok);
+    h.node
+        .supervisor
+        .wait_settled(Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        states(c.ask(&Request::Services).await),
+        [("a".into(), "ready".into())]
+    );
+    let Response::System(info) = c.ask(&Request::System).await else {
+        panic!()
+    };
+    assert_eq!(info.init_ms, 5);
+    assert!(info.packages.is_empty());
+    h.node.supervisor.stop_all().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn emit_events_and_follow() {
+    let h = harness(settings(&[])).await;
+    let mut follower = Client::connect(&h).await;
+    follower
+        .writer
+        .write_all(b"{\"op\":\"follow\",\"source\":\"audit\"}\n")
+        .await
+        .unwrap();
+    // Let the follower subscribe before emitting.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = Client::connect(&h).await;
+    let emit = Request::Emit {
+        source: "audit".into(),
+        level: Level::Info,
+        message: "admin logged in".into(),
+    };
+    assert_eq!(c.ask(&emit).await, Response::Ok);
+    h.node.events.info("init", "not for the follower");
+    let Response::Event(event) = follower.next().await else {
+        panic!()
+    };
+    assert_eq!(
+        (event.source.as_str(), event.message.as_str()),
+        ("audit", "admin logged in")
+    );
+    let Response::Events { events } = c
+        .ask(&Request::Events(EventQuery {
+            source: Some("audit".into()),
+            ..Default::default()
+        }))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(events.len(), 1);
+    // The follower hangs up; PID 1 goes on emitting without it.
+    drop(follower);
+    for i in 0..2000 {
+        h.node.events.info("audit", format!("after {i}"));
+    }
+    assert!(matches!(c.ask(&Request::System).await, Response::System(_)));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn apply_adds_removes_and_restarts_services() {
+    let h = harness(settings(&[("keep", "k"), ("gone", "g"), ("change", "v1")])).await;
+    let mut c = Client::connect(&h).await;
+    let pid = |name: &str| {
+        h.node
+            .supervisor
+            .infos()
+            .into_iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.pid)
+    };
+    let (keep, change) = (pid("keep"), pid("change"));
+    let new = settings(&[("keep", "k"), ("change", "v2"), ("added", "n")]);
+    let apply = Request::Apply {
+        settings: Box::new(new.clone()),
+    };
+    assert_eq!(c.ask(&apply).await, Response::Ok);
+    h.node
+        .supervisor
+        .wait_settled(Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        states(c.ask(&Request::Services).await),
+        [
+            ("added".into(), "ready".into()),
+            ("change".into(), "ready".into()),
+            ("keep".into(), "ready".into())
+        ]
+    );
+    assert_eq!(pid("keep"), keep);
+    assert_ne!(pid("change"), change);
+    assert_eq!(h.node.settings(), new);
+
+    let mut bad = new.clone();
+    bad.system.hostname = "-bad-".into();
+    let Response::Error { message } = c
+        .ask(&Request::Apply {
+            settings: Box::new(bad),
+        })
+        .await
+    else {
+        panic!()
+    };
+    assert!(message.starts_with("settings: invalid"), "{message}");
+    assert_eq!(h.node.settings(), new, "invalid settings change nothing");
+    h.node.supervisor.stop_all().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn power_is_answered_then_handed_to_the_power_loop() {
+    let mut h = harness(settings(&[])).await;
+    let mut c = Client::connect(&h).await;
+    let reboot = Request::Power {
+        action: mote_api::control::PowerAction::Reboot,
+    };
+    assert_eq!(c.ask(&reboot).await, Response::Ok);
+    assert_eq!(h.power.recv().await, Some(Action::Reboot));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_socket_is_root_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = harness(settings(&[])).await;
+    let mode = std::fs::metadata(&h.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
