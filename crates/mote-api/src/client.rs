@@ -498,6 +498,7 @@ impl Client {
 }
 
 /// A newline-delimited JSON stream.
+#[derive(Debug)]
 pub struct Lines<T> {
     body: Incoming,
     buf: BytesMut,

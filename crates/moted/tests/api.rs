@@ -1,0 +1,397 @@
+//! moted served on loopback with a fake PID 1, driven by the real client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mote_api::api::*;
+use mote_api::client::{Client, ClientError, FileGet};
+use moted::{Config, FakeInit};
+use serde_json::json;
+
+struct Node {
+    _dir: tempfile::TempDir,
+    fake: FakeInit,
+    running: moted::Running,
+}
+
+fn cheap_hash(pw: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(8, 1, 1, None).unwrap();
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    a.hash_password(pw.as_bytes(), &salt).unwrap().to_string()
+}
+
+async fn node_with(ttl: Duration) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = mote_config::NodeSettings::default();
+    s.system.hostname = "node1".into();
+    s.system.admin_password_hash = cheap_hash("secret");
+    let image = dir.path().join("settings.json");
+    std::fs::write(&image, serde_json::to_vec(&s).unwrap()).unwrap();
+    let fake = FakeInit::new();
+    let running = moted::start(
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            state_dir: dir.path().join("state"),
+            image_settings: image,
+            token_ttl: ttl,
+            throttle_base: Duration::from_millis(300),
+            throttle_max: Duration::from_secs(30),
+        },
+        Arc::new(fake.clone()),
+    )
+    .await
+    .unwrap();
+    Node {
+        _dir: dir,
+        fake,
+        running,
+    }
+}
+
+async fn node() -> Node {
+    node_with(Duration::from_secs(3600)).await
+}
+
+async fn client(n: &Node) -> Client {
+    let mut c = Client::connect(&n.running.addr.to_string(), Some(&n.running.fingerprint))
+        .await
+        .unwrap();
+    c.login("admin", "secret").await.unwrap();
+    c
+}
+
+fn status(e: ClientError) -> u16 {
+    match e {
+        ClientError::Status { status, .. } => status,
+        other => panic!("not a status error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn tofu_captures_and_a_wrong_pin_fails_loudly() {
+    let n = node().await;
+    let addr = n.running.addr.to_string();
+    let c = Client::connect(&addr, None).await.unwrap();
+    assert_eq!(c.fingerprint(), n.running.fingerprint);
+    let wrong = "AA:".repeat(31) + "AA";
+    match Client::connect(&addr, Some(&wrong)).await {
+        Err(ClientError::FingerprintMismatch { presented, .. }) => {
+            assert_eq!(presented, n.running.fingerprint)
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("a wrong pin connected"),
+    }
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_and_throttled() {
+    let n = node().await;
+    let mut c = Client::connect(&n.running.addr.to_string(), None)
+        .await
+        .unwrap();
+    assert_eq!(status(c.login("admin", "nope").await.unwrap_err()), 401);
+    match c.login("admin", "secret").await.unwrap_err() {
+        ClientError::Status {
+            status: 429,
+            retry_after: Some(s),
+            ..
+        } => assert!(s >= 1),
+        e => panic!("expected 429, got {e}"),
+    }
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(status(c.login("admin", "bad").await.unwrap_err()), 401);
+    // The second failure locks for twice as long.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(status(c.login("admin", "secret").await.unwrap_err()), 429);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.login("admin", "secret").await.unwrap();
+    let audit = c.audit(&AuditQuery::default()).await.unwrap();
+    assert!(audit
+        .entries
+        .iter()
+        .any(|e| e.what.contains("/v1/login") && e.result.starts_with("401")));
+}
+
+#[tokio::test]
+async fn no_token_or_expired_token_is_401() {
+    let n = node_with(Duration::from_millis(200)).await;
+    let mut c = Client::connect(&n.running.addr.to_string(), None)
+        .await
+        .unwrap();
+    assert_eq!(status(c.system().await.unwrap_err()), 401);
+    c.openapi().await.unwrap();
+    c.login("admin", "secret").await.unwrap();
+    c.system().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(status(c.system().await.unwrap_err()), 401);
+}
+
+#[tokio::test]
+async fn settings_patch_history_revert_and_rollback() {
+    let n = node().await;
+    let c = client(&n).await;
+    let s = c.settings().await.unwrap();
+    assert_eq!(
+        (s.version, s.settings.system.hostname.as_str()),
+        (1, "node1")
+    );
+    let v = c
+        .patch_settings(&json!({"system":{"hostname":"node2"}}))
+        .await
+        .unwrap();
+    assert_eq!(v.version, 2);
+    assert_eq!(
+        c.settings_at("system.hostname").await.unwrap().value,
+        json!("node2")
+    );
+    // Invalid → 422 with problems, nothing stored.
+    match c
+        .patch_settings(&json!({"system":{"hostname":"bad host!"}}))
+        .await
+        .unwrap_err()
+    {
+        ClientError::Status {
+            status: 422, body, ..
+        } => assert!(!body.problems.is_empty()),
+        e => panic!("expected 422, got {e}"),
+    }
+    assert_eq!(
+        status(c.patch_settings(&json!({"nope":1})).await.unwrap_err()),
+        400
+    );
+    assert_eq!(
+        status(c.patch_settings(&json!([1])).await.unwrap_err()),
+        400
+    );
+    // PID 1 refuses → rolled back, old settings re-applied, store unchanged.
+    n.fake.state.lock().unwrap().refuse_next_apply = Some("eth9 is gone".into());
+    assert_eq!(
+        status(
+            c.patch_settings(&json!({"system":{"hostname":"node3"}}))
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+    let applied = n.fake.state.lock().unwrap().applied.clone();
+    assert_eq!(applied.last().unwrap().system.hostname, "node2");
+    assert_eq!(c.settings().await.unwrap().version, 2);
+    // Revert and history.
+    let r = c.revert_settings(1).await.unwrap();
+    assert_eq!(
+        (r.version, r.settings.system.hostname.as_str()),
+        (3, "node1")
+    );
+    assert_eq!(status(c.revert_settings(99).await.unwrap_err()), 404);
+    let h = c.settings_history().await.unwrap();
+    assert_eq!(h.current, 3);
+    assert_eq!(h.versions.len(), 3);
+    // Audit: every change, in the log and as a PID 1 event.
+    let audit = c.audit(&AuditQuery::default()).await.unwrap();
+    assert!(
+        audit
+            .entries
+            .iter()
+            .filter(|e| e.what.contains("PATCH"))
+            .count()
+            >= 4
+    );
+    assert!(n
+        .fake
+        .state
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .any(|e| e.source == "audit"));
+}
+
+#[tokio::test]
+async fn services_events_network_firewall_power() {
+    let n = node().await;
+    let c = client(&n).await;
+    assert_eq!(c.system().await.unwrap().kernel, "6.1.0-fake");
+    assert_eq!(c.services().await.unwrap().services[0].name, "web");
+    c.service("web", ServiceAction::Restart).await.unwrap();
+    assert_eq!(
+        status(c.service("nope", ServiceAction::Start).await.unwrap_err()),
+        404
+    );
+    n.fake.emit("web", Level::Warn, "slow start");
+    assert_eq!(
+        c.service_logs("web", &EventsQuery::default())
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+    let q = EventsQuery {
+        text: Some("slow".into()),
+        ..Default::default()
+    };
+    assert_eq!(c.events(&q).await.unwrap().events.len(), 1);
+    let mut follow = c
+        .follow(&EventsQuery {
+            source: Some("web".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    n.fake.emit("web", Level::Info, "hello");
+    assert_eq!(follow.next().await.unwrap().unwrap().message, "hello");
+    c.network().await.unwrap();
+    let v = c
+        .put_interface("eth0", &Interface::default())
+        .await
+        .unwrap();
+    assert!(v.settings.network.interfaces.contains_key("eth0"));
+    let rule: FirewallRule = serde_json::from_value(json!({"name":"ssh","port":22})).unwrap();
+    c.add_rule(&rule).await.unwrap();
+    assert_eq!(status(c.add_rule(&rule).await.unwrap_err()), 409);
+    assert!(
+        !c.enable_rule("ssh", false)
+            .await
+            .unwrap()
+            .settings
+            .firewall
+            .rules[0]
+            .enabled
+    );
+    assert_eq!(c.firewall().await.unwrap().rules.len(), 1);
+    c.delete_rule("ssh").await.unwrap();
+    assert_eq!(status(c.delete_rule("ssh").await.unwrap_err()), 404);
+    c.power(PowerAction::Reboot).await.unwrap();
+    assert_eq!(
+        n.fake.state.lock().unwrap().power,
+        vec![PowerAction::Reboot]
+    );
+}
+
+#[tokio::test]
+async fn processes_performance_files_exec() {
+    let n = node().await;
+    let c = client(&n).await;
+    let me = std::process::id();
+    assert!(c
+        .processes()
+        .await
+        .unwrap()
+        .processes
+        .iter()
+        .any(|p| p.pid == me));
+    assert_eq!(status(c.kill(1, 15).await.unwrap_err()), 400);
+    assert_eq!(status(c.kill(me, 99).await.unwrap_err()), 400);
+    let p = c.performance().await.unwrap();
+    assert!(p.memory.total_bytes > 0);
+    assert!(c
+        .metrics()
+        .await
+        .unwrap()
+        .contains("mote_memory_total_bytes"));
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("a.txt");
+    c.files_put(f.to_str().unwrap(), b"hi".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        c.files_get(f.to_str().unwrap()).await.unwrap(),
+        FileGet::File(b"hi".to_vec())
+    );
+    match c.files_get(d.path().to_str().unwrap()).await.unwrap() {
+        FileGet::Dir(l) => assert_eq!(l.entries[0].name, "a.txt"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status(c.files_get("relative").await.unwrap_err()), 400);
+    assert_eq!(status(c.files_get("/no/such/file").await.unwrap_err()), 404);
+    let big = vec![0u8; MAX_UPLOAD_BYTES + 1];
+    assert_eq!(
+        status(c.files_put(f.to_str().unwrap(), big).await.unwrap_err()),
+        413
+    );
+    let mut out = c
+        .exec(&ExecRequest {
+            argv: vec!["/bin/echo".into(), "hello".into()],
+            timeout_secs: None,
+            env: Default::default(),
+        })
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    while let Some(l) = out.next().await {
+        lines.push(l.unwrap());
+    }
+    assert_eq!(
+        lines.first(),
+        Some(&ExecLine::Output {
+            stream: "stdout".into(),
+            data: "hello\n".into()
+        })
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&ExecLine::Exit {
+            exit_code: Some(0),
+            signal: None,
+            timed_out: false
+        })
+    );
+    let mut slow = c
+        .exec(&ExecRequest {
+            argv: vec!["/bin/sleep".into(), "5".into()],
+            timeout_secs: Some(1),
+            env: Default::default(),
+        })
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(l) = slow.next().await {
+        last = Some(l.unwrap());
+    }
+    assert!(matches!(
+        last,
+        Some(ExecLine::Exit {
+            timed_out: true,
+            ..
+        })
+    ));
+    assert_eq!(
+        status(
+            c.exec(&ExecRequest {
+                argv: vec!["echo".into()],
+                timeout_secs: None,
+                env: Default::default()
+            })
+            .await
+            .unwrap_err()
+        ),
+        400
+    );
+}
+
+#[test]
+fn openapi_document_lists_exactly_the_routes() {
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/api/openapi.json")).unwrap();
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| format!("{} {p}", m.to_uppercase()))
+        })
+        .collect();
+    let mut served: Vec<String> = moted::api::routes()
+        .into_iter()
+        .map(|(m, p, _)| format!("{m} {}", p.replace("{*path}", "{path}")))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+}
