@@ -185,6 +185,29 @@ fn plan_userland(inputs: &BuildInputs, module_list: String) -> Result<Layout, Im
     };
     layout.insert("init".into(), init_entry)?;
 
+    // [management]: the HTTPS agent, run by PID 1 as the service `moted`.
+    if manifest.management.enabled {
+        let moted = inputs.bin_dir.join("moted");
+        let moted_meta = std::fs::metadata(&moted)
+            .ok()
+            .filter(|m| m.is_file())
+            .ok_or_else(|| ImageBuildError::MissingMoted {
+                path: moted.clone(),
+            })?;
+        crate::elf::check_static(
+            &moted,
+            &File::open(&moted).map_err(io_error("reading", &moted))?,
+        )?;
+        let moted_entry = Entry {
+            kind: Kind::File {
+                content: Content::Host(moted.clone()),
+                size: moted_meta.len(),
+            },
+            ..Entry::dir(0o755, "[management]")
+        };
+        layout.insert("usr/bin/moted".into(), moted_entry)?;
+    }
+
     let mut settings = serde_json::to_vec_pretty(&manifest.settings()).unwrap_or_default();
     settings.push(b'\n');
     let passwd =

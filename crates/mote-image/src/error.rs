@@ -29,6 +29,17 @@ pub enum ImageBuildError {
         path: PathBuf,
     },
 
+    /// `[management]` is enabled but the bin dir has no `moted`.
+    #[error(
+        "{} not found: [management] is enabled, so the image carries the static moted; build the \
+         workspace with `cargo build --release` first (or set [management] enabled = false)",
+        path.display()
+    )]
+    MissingMoted {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+
     /// A `bin:NAME` source is not in the bin dir.
     #[error(
         "[[files]] {destination}: bin:{name} is {} which does not exist; run `cargo build --release` first \

@@ -15,8 +15,9 @@
 //! directories PID 1 mounts on, `/dev/console` (so the kernel can give PID 1
 //! its console), `/etc/mote/settings.json` (the node settings of the
 //! manifest), `/etc/mote/modules` (the modules to load, in order),
-//! `/etc/passwd`, `/etc/group`, `/etc/hostname`, and the manifest's
-//! `[[files]]`. The second archive is the kernel modules: the dependency
+//! `/etc/passwd`, `/etc/group`, `/etc/hostname`, `/usr/bin/moted` (the
+//! management agent, from the bin dir, when `[management]` is enabled), and
+//! the manifest's `[[files]]`. The second archive is the kernel modules: the dependency
 //! closure of `[kernel] drivers` plus [`NODE_MODULES`], uncompressed, under
 //! `/lib/modules/VERSION`. The kernel unpacks both into one root file system;
 //! keeping them apart lets the report give the userland's size on its own.

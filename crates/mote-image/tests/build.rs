@@ -57,6 +57,7 @@ impl Fixture {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         };
         write("bin/mote-init", &executable_elf(None), 0o755);
+        write("bin/moted", &executable_elf(None), 0o755);
         write("bin/mote-hello", &executable_elf(None), 0o700);
         write(
             "bin/dynamic",
@@ -267,6 +268,9 @@ fn image_layout_and_report() {
     assert_eq!((console.mode, console.rdev), (0o020600, (5, 1)));
     assert_eq!(userland["init"].mode, 0o100755);
     assert_eq!(userland["init"].data, executable_elf(None));
+    // [management] is on by default: the agent goes in.
+    assert_eq!(userland["usr/bin/moted"].mode, 0o100755);
+    assert_eq!(userland["usr/bin/moted"].data, executable_elf(None));
     let settings: mote_config::NodeSettings =
         serde_json::from_slice(&userland["etc/mote/settings.json"].data).unwrap();
     let manifest: mote_config::Manifest = toml::from_str(MANIFEST).unwrap();
@@ -463,6 +467,24 @@ fn missing_binaries_say_how_to_build_them() {
         "{message}"
     );
     assert!(message.contains("cargo build --release"), "{message}");
+}
+
+#[test]
+fn management_needs_moted_unless_disabled() {
+    let fixture = Fixture::new();
+    std::fs::remove_file(fixture.path("bin/moted")).unwrap();
+    let message = error(&fixture, MANIFEST);
+    assert!(
+        message.contains(&format!(
+            "{} not found",
+            fixture.path("bin/moted").display()
+        )) && message.contains("cargo build --release"),
+        "{message}"
+    );
+    let without = format!("{MANIFEST}\n[management]\nenabled = false\n");
+    fixture
+        .build_text(&without, "out")
+        .expect("no moted needed when management is off");
 }
 
 #[test]
