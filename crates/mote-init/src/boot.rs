@@ -305,3 +305,31 @@ fn load_settings(path: &Path, events: &Events) -> NodeSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_settings_are_used_only_when_they_parse_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("current.json");
+        let events = Events::new(false);
+        assert_eq!(load_current(&path, &events), None, "absent");
+        std::fs::write(&path, "{not json").unwrap();
+        assert_eq!(load_current(&path, &events), None, "unparsable");
+        let mut settings = NodeSettings::default();
+        settings.system.hostname = "saved".into();
+        std::fs::write(&path, serde_json::to_vec(&settings).unwrap()).unwrap();
+        assert_eq!(load_current(&path, &events), None, "no credential: invalid");
+        settings.system.admin_password_hash = mote_config::password::hash("x").unwrap();
+        std::fs::write(&path, serde_json::to_vec(&settings).unwrap()).unwrap();
+        assert_eq!(load_current(&path, &events), Some(settings));
+        let warnings = events
+            .recent()
+            .into_iter()
+            .filter(|e| e.message.contains("using the image's settings"))
+            .count();
+        assert_eq!(warnings, 2);
+    }
+}
