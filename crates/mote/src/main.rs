@@ -7,6 +7,7 @@ mod cmd;
 mod exit;
 mod output;
 mod progress;
+mod remote;
 
 use clap::{Parser, Subcommand};
 
@@ -15,9 +16,16 @@ use clap::{Parser, Subcommand};
 /// A node is a Linux kernel plus a userland written in Rust, described by one
 /// TOML manifest. Start with `mote passwd` for the administrator credential,
 /// then `mote build examples/hello.toml` and `mote run out/hello`.
+///
+/// Manage a node over its HTTPS API: `mote node add NAME ADDRESS` (or `mote
+/// run`, which registers the node it boots), then `mote -n NAME system`,
+/// `service`, `events`, `settings`… or `mote session NAME`.
 #[derive(Parser)]
 #[command(name = "mote", version, propagate_version = true, max_term_width = 100)]
-struct Cli {
+pub struct Cli {
+    /// The managed node the remote verbs talk to (see `mote node list`).
+    #[arg(short = 'n', long = "node", global = true, value_name = "NAME")]
+    node: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,10 +46,37 @@ enum Command {
     Doctor(cmd::doctor::Args),
     /// Make an administrator credential (argon2id) for a manifest's [system].
     Passwd(cmd::passwd::Args),
+    /// Add, list or remove the nodes you manage (pinned certificates).
+    Node(cmd::node::Args),
+    /// An interactive session with one node: the remote verbs, with history.
+    Session(cmd::session::Args),
+    #[command(flatten)]
+    Remote(cmd::remote::Verb),
 }
 
 fn main() {
     let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            exit::Code::of(&error) as i32
+        }
+    };
+    std::process::exit(code);
+}
+
+impl Cli {
+    /// Parses a session line (with `mote -n NAME` in front).
+    pub fn try_parse_from_session(
+        argv: impl IntoIterator<Item = String>,
+    ) -> Result<Self, clap::Error> {
+        Self::try_parse_from(argv)
+    }
+}
+
+/// Runs one parsed command line; the exit code to end with.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Build(args) => cmd::build::run(args),
@@ -50,9 +85,9 @@ fn main() {
         Command::Stop(args) => cmd::nodes::stop(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Passwd(args) => cmd::passwd::run(args),
+        Command::Node(args) => cmd::node::run(args),
+        Command::Session(args) => cmd::session::run(args),
+        Command::Remote(verb) => return cmd::remote::run(cli.node.as_deref(), verb),
     };
-    if let Err(error) = result {
-        eprintln!("error: {error:#}");
-        std::process::exit(exit::Code::of(&error) as i32);
-    }
+    result.map(|()| 0)
 }

@@ -48,6 +48,17 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// Milliseconds since the epoch as an RFC 3339 UTC time to the second.
+pub fn time_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A duration in ms as `1d 2h 3m 4s`-ish words.
+pub fn duration_ms(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,8 +1,11 @@
-//! One module per verb.
+//! One module per verb; the remote verbs in [`remote`].
 
 pub mod build;
 pub mod check;
 pub mod doctor;
+pub mod node;
 pub mod nodes;
 pub mod passwd;
+pub mod remote;
 pub mod run;
+pub mod session;

@@ -1,0 +1,67 @@
+//! `mote -n NAME perf`
+
+use crate::output;
+use crate::remote::{Explain, Session};
+
+/// CPU, memory, disks, network and per-service resource use.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print the Prometheus text of `/v1/metrics` instead.
+    #[arg(long)]
+    prometheus: bool,
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
+    if a.prometheus {
+        print!("{}", s.client.metrics().await.explain(&s.name)?);
+        return Ok(());
+    }
+    let p = s.client.performance().await.explain(&s.name)?;
+    if a.json {
+        return output::json(&p);
+    }
+    println!(
+        "cpu     {:.1}% of {} (load {:.2} {:.2} {:.2})",
+        p.cpu.busy_percent, p.cpu.cpus, p.cpu.load[0], p.cpu.load[1], p.cpu.load[2]
+    );
+    println!(
+        "memory  {} available of {}",
+        output::size(p.memory.available_bytes),
+        output::size(p.memory.total_bytes)
+    );
+    for d in &p.disks {
+        println!(
+            "disk    {} {} free of {}",
+            d.path,
+            output::size(d.available_bytes),
+            output::size(d.total_bytes)
+        );
+    }
+    for n in &p.network {
+        println!(
+            "net     {} rx {} tx {}",
+            n.name,
+            output::size(n.rx_bytes),
+            output::size(n.tx_bytes)
+        );
+    }
+    let rows: Vec<Vec<String>> = p
+        .services
+        .iter()
+        .map(|x| {
+            vec![
+                x.name.clone(),
+                x.cpu_usec
+                    .map_or("-".into(), |u| format!("{:.2} s", u as f64 / 1e6)),
+                x.memory_bytes.map_or("-".into(), output::size),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        output::table(&["service", "cpu", "memory"], &rows);
+    }
+    Ok(())
+}

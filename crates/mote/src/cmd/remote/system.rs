@@ -1,0 +1,44 @@
+//! `mote -n NAME system`
+
+use crate::output;
+use crate::remote::{Explain, Session};
+
+/// Show what the node is.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
+    let i = s.client.system().await.explain(&s.name)?;
+    if a.json {
+        return output::json(&i);
+    }
+    let timeline: Vec<String> = i
+        .boot_timeline
+        .iter()
+        .map(|(p, ms)| format!("{p} {ms} ms"))
+        .collect();
+    output::table(
+        &["", ""],
+        &[
+            vec!["hostname".into(), i.hostname.clone()],
+            vec!["kernel".into(), i.kernel.clone()],
+            vec!["uptime".into(), output::duration_ms(i.uptime_ms)],
+            vec![
+                "ready".into(),
+                i.ready_ms
+                    .map_or("not yet".into(), |ms| format!("{ms} ms after the kernel")),
+            ],
+            vec![
+                "init started".into(),
+                format!("{} ms after the kernel", i.init_ms),
+            ],
+            vec!["boot".into(), timeline.join(", ")],
+            vec!["packages".into(), i.packages.join(" ")],
+        ],
+    );
+    Ok(())
+}
