@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use mote_vm::{AccelChoice, Forward, Machine, RunConfig};
+use mote_vm::{AccelChoice, Forward, Machine, Protocol, RunConfig};
 use serde::Serialize;
 
 use crate::cmd::build::{self, BinDir};
@@ -56,6 +56,13 @@ pub struct Args {
     /// Print the ready report as one line of JSON (and no console).
     #[arg(long)]
     json: bool,
+    /// The node's management port, forwarded from a free host port
+    /// [default: the image's, else 5986].
+    #[arg(long, value_name = "PORT")]
+    management_port: Option<u16>,
+    /// Do not forward the management port nor register the node.
+    #[arg(long)]
+    no_manage: bool,
 }
 
 #[derive(Serialize)]
@@ -68,6 +75,12 @@ struct Ready<'a> {
     boot: mote_vm::BootSplit,
     serial_log: PathBuf,
     notice: Option<String>,
+    /// `127.0.0.1:PORT` of the management API, when forwarded.
+    management: Option<String>,
+    /// The pinned certificate fingerprint, from the ready line.
+    fingerprint: Option<String>,
+    /// What happened to the pin in `nodes.json`.
+    pin: Option<String>,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -92,6 +105,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut cfg = RunConfig::new(&name, &image_dir);
     cfg.forwards = args.forwards.clone();
+    let mgmt_port = args
+        .management_port
+        .unwrap_or_else(|| image_management_port(&image_dir));
+    if !args.no_manage
+        && !cfg
+            .forwards
+            .iter()
+            .any(|f| f.guest == mgmt_port && f.protocol == Protocol::Tcp)
+    {
+        cfg.forwards.push(Forward {
+            host: 0,
+            guest: mgmt_port,
+            protocol: Protocol::Tcp,
+        });
+    }
     cfg.memory_mib = args.memory;
     cfg.cpus = args.cpus;
     cfg.log = args.log.clone();
@@ -131,6 +159,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|f| format!("127.0.0.1:{} → {}/{}", f.host, f.guest, f.protocol))
         .collect();
+    let management = node
+        .forwards()
+        .iter()
+        .find(|f| f.guest == mgmt_port && f.protocol == Protocol::Tcp)
+        .filter(|_| !args.no_manage)
+        .map(|f| format!("127.0.0.1:{}", f.host));
+    let fingerprint = report.fields.get("fingerprint").cloned();
+    let pin = match (&management, &fingerprint) {
+        (Some(addr), Some(fp)) => Some(pin(&name, addr, fp)?),
+        _ => None,
+    };
     let ready = Ready {
         name: &name,
         pid: node.pid(),
@@ -140,6 +179,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         boot: report.split,
         serial_log: node.serial_log().to_path_buf(),
         notice: node.notice().map(str::to_owned),
+        management,
+        fingerprint,
+        pin,
     };
     if args.json {
         println!("{}", serde_json::to_string(&ready)?);
@@ -208,7 +250,67 @@ fn print_ready(ready: &Ready<'_>, detached: bool) {
             vec!["stop".into(), format!("mote stop {}", ready.name)],
         ],
     );
+    if let Some(pin) = &ready.pin {
+        eprintln!("{pin}");
+    }
+    if ready.pin.is_some() {
+        eprintln!("manage it: mote -n {} system", ready.name);
+    }
     if !detached {
         eprintln!("(Ctrl-C powers it off)");
     }
+}
+
+/// The management port the image's settings ask for (`build.json`
+/// `management.port`, when present), else 5986.
+fn image_management_port(image_dir: &std::path::Path) -> u16 {
+    std::fs::read(image_dir.join("build.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.pointer("/management/port").and_then(|p| p.as_u64()))
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(mote_api::api::DEFAULT_PORT)
+}
+
+/// Pins the fingerprint of the ready line under the node's name. A pin
+/// `mote run` made earlier is replaced (a new state disk makes a new
+/// certificate); one added by hand never is.
+fn pin(name: &str, address: &str, fingerprint: &str) -> anyhow::Result<String> {
+    use crate::remote::{AddedBy, NodeEntry, Nodes};
+    let mut nodes = Nodes::load()?;
+    let entry = NodeEntry {
+        address: address.to_string(),
+        fingerprint: fingerprint.to_string(),
+        added_by: AddedBy::Run,
+        pinned_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    };
+    let said = match nodes.nodes.get(name) {
+        Some(old) if old.added_by == AddedBy::Hand => {
+            if old.fingerprint == fingerprint && old.address == address {
+                return Ok(format!(
+                    "{name}: pinned fingerprint {fingerprint} (added by hand)"
+                ));
+            }
+            return Ok(format!(
+                "{name}: NOT re-pinned: `mote node add` pinned {} at {}; the node now presents \
+                 {fingerprint} at {address}. If that is right: mote node remove {name} && \
+                 mote node add {name} {address} --fingerprint {fingerprint}",
+                old.fingerprint, old.address
+            ));
+        }
+        Some(old) if old.fingerprint != fingerprint => format!(
+            "{name}: the node has a new certificate (new state disk?): re-pinned {fingerprint} \
+             (was {})",
+            old.fingerprint
+        ),
+        _ => format!("{name}: pinned fingerprint {fingerprint} at {address}"),
+    };
+    nodes.nodes.insert(name.to_string(), entry);
+    nodes.save()?;
+    if let Err(e) = crate::remote::forget_token(name) {
+        eprintln!("mote: cannot forget the old login of {name}: {e}");
+    }
+    Ok(said)
 }
