@@ -91,3 +91,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     };
     result.map(|()| 0)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_tree_is_valid() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

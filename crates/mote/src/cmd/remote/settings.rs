@@ -27,7 +27,8 @@ enum Verb {
     /// Bring back version N (as a new version).
     Revert {
         /// The version.
-        version: u64,
+        #[arg(value_name = "N")]
+        number: u64,
     },
     /// Set the value at a dotted path: JSON (`8080`, `true`, `["a"]`,
     /// `{"K":"V"}`), TOML-ish (`{ K = "V" }`), else a plain string.
@@ -82,9 +83,9 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
             output::table(&["version", "time", "who", "what"], &rows);
             Ok(())
         }
-        Verb::Revert { version } => {
-            let v = c.revert_settings(*version).await.explain(&s.name)?;
-            super::changed(s, a.json, &format!("reverted to version {version}"), &v)
+        Verb::Revert { number } => {
+            let v = c.revert_settings(*number).await.explain(&s.name)?;
+            super::changed(s, a.json, &format!("reverted to version {number}"), &v)
         }
         Verb::Set { path, value } => {
             let patch = merge_patch(path, parse_value(value))?;

@@ -1,0 +1,343 @@
+//! The remote verbs of `mote` against a real `moted` server on loopback (the
+//! moted library in this test process, with its in-memory fake PID 1), each
+//! verb run as the `mote` binary with a private `MOTE_CONFIG_DIR`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moted::{Config, FakeInit};
+use serde_json::Value;
+
+struct Node {
+    _dir: tempfile::TempDir,
+    fake: FakeInit,
+    addr: String,
+    fingerprint: String,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn cheap_hash(pw: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(8, 1, 1, None).unwrap();
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    a.hash_password(pw.as_bytes(), &salt).unwrap().to_string()
+}
+
+fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = mote_config::NodeSettings::default();
+    s.system.hostname = "node1".into();
+    s.system.admin_password_hash = cheap_hash("secret");
+    let image = dir.path().join("settings.json");
+    std::fs::write(&image, serde_json::to_vec(&s).unwrap()).unwrap();
+    let fake = FakeInit::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = rt
+        .block_on(moted::start(
+            Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                state_dir: dir.path().join("state"),
+                image_settings: image,
+                token_ttl: Duration::from_secs(3600),
+                throttle_base: Duration::from_millis(300),
+                throttle_max: Duration::from_secs(30),
+            },
+            Arc::new(fake.clone()),
+        ))
+        .unwrap();
+    Node {
+        _dir: dir,
+        fake,
+        addr: running.addr.to_string(),
+        fingerprint: running.fingerprint.clone(),
+        _rt: rt,
+    }
+}
+
+fn mote(config: &Path, password: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(args)
+        .env("MOTE_CONFIG_DIR", config)
+        .env("MOTE_PASSWORD", password)
+        .output()
+        .unwrap()
+}
+
+fn ok(config: &Path, args: &[&str]) -> String {
+    let out = mote(config, "secret", args);
+    assert!(
+        out.status.success(),
+        "mote {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(config: &Path, args: &[&str]) -> Value {
+    let out = ok(config, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("mote {args:?}: {e}: {out}"))
+}
+
+/// A node, a config dir with it added as `n1`.
+fn added() -> (Node, tempfile::TempDir) {
+    let n = node();
+    let cfg = tempfile::tempdir().unwrap();
+    ok(cfg.path(), &["node", "add", "n1", &n.addr]);
+    (n, cfg)
+}
+
+#[test]
+fn node_add_pins_and_a_changed_certificate_is_refused() {
+    let (n, cfg) = added();
+    let list = json(cfg.path(), &["node", "list", "--json"]);
+    assert_eq!(list[0]["name"], "n1");
+    assert_eq!(list[0]["fingerprint"], n.fingerprint.as_str());
+    assert_eq!(list[0]["added_by"], "hand");
+    // Another node (another certificate) under the same name: refused.
+    let other = node();
+    let out = mote(cfg.path(), "secret", &["node", "add", "n1", &other.addr]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CERTIFICATE HAS CHANGED"), "{err}");
+    assert!(err.contains("mote node remove n1"), "{err}");
+    // A wrong --fingerprint: refused.
+    let wrong = "AB:".repeat(31) + "AB";
+    let out = mote(
+        cfg.path(),
+        "secret",
+        &["node", "add", "n2", &other.addr, "--fingerprint", &wrong],
+    );
+    assert!(!out.status.success());
+    // The right one: pinned.
+    ok(
+        cfg.path(),
+        &[
+            "node",
+            "add",
+            "n2",
+            &other.addr,
+            "--fingerprint",
+            &other.fingerprint,
+        ],
+    );
+    // A pin that no longer matches (n1 pointed at the other node): refused
+    // before anything is sent.
+    let nodes = cfg.path().join("nodes.json");
+    let text = std::fs::read_to_string(&nodes)
+        .unwrap()
+        .replacen(&n.addr, &other.addr, 1);
+    std::fs::write(&nodes, text).unwrap();
+    let out = mote(cfg.path(), "secret", &["-n", "n1", "system"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CERTIFICATE HAS CHANGED"));
+    ok(cfg.path(), &["node", "remove", "n1"]);
+    let list = json(cfg.path(), &["node", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_wrong_password_says_what_to_do_and_the_token_is_cached_0600() {
+    let (_n, cfg) = added();
+    let out = mote(cfg.path(), "nope", &["-n", "n1", "system"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mote -n n1 login"), "{err}");
+    assert!(err.contains("MOTE_PASSWORD"), "{err}");
+    std::thread::sleep(Duration::from_millis(400));
+    ok(cfg.path(), &["-n", "n1", "login"]);
+    use std::os::unix::fs::PermissionsExt;
+    let token = cfg.path().join("tokens/n1.json");
+    let mode = std::fs::metadata(&token).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The cached token is used: no password needed now.
+    let out = mote(
+        cfg.path(),
+        "wrong-but-unused",
+        &["-n", "n1", "system", "--json"],
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+fn every_verb_prints_json() {
+    let (_n, cfg) = added();
+    let c = cfg.path();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.txt"), "hi").unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(
+        json(c, &["-n", "n1", "system", "--json"])["hostname"],
+        "fake"
+    );
+    assert!(json(c, &["-n", "n1", "service", "list", "--json"])["services"].is_array());
+    assert!(json(c, &["-n", "n1", "events", "--json"])["events"].is_array());
+    assert!(json(c, &["-n", "n1", "net", "show", "--json"])["live"].is_object());
+    assert!(json(c, &["-n", "n1", "firewall", "list", "--json"])["rules"].is_array());
+    assert!(json(c, &["-n", "n1", "ps", "--json"])["processes"].is_array());
+    assert!(json(c, &["-n", "n1", "perf", "--json"])["memory"].is_object());
+    assert!(json(c, &["-n", "n1", "settings", "get", "--json"])["version"].is_u64());
+    assert_eq!(
+        json(
+            c,
+            &["-n", "n1", "settings", "get", "system.hostname", "--json"]
+        )["value"],
+        "node1"
+    );
+    assert!(json(c, &["-n", "n1", "settings", "history", "--json"])["versions"].is_array());
+    assert!(json(c, &["-n", "n1", "audit", "--json"])["entries"].is_array());
+    let ls = json(c, &["-n", "n1", "files", "ls", d, "--json"]);
+    assert_eq!(ls["entries"][0]["name"], "f.txt");
+    assert!(ok(c, &["-n", "n1", "perf", "--prometheus"]).contains(' '));
+    let got = ok(c, &["-n", "n1", "files", "get", &format!("{d}/f.txt")]);
+    assert_eq!(got, "hi");
+    ok(
+        c,
+        &[
+            "-n",
+            "n1",
+            "files",
+            "put",
+            &format!("{d}/f.txt"),
+            &format!("{d}/g.txt"),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("g.txt")).unwrap(),
+        "hi"
+    );
+    assert!(ok(c, &["node", "list"]).contains("n1"));
+}
+
+#[test]
+fn exec_streams_and_exits_with_the_remote_code() {
+    let (_n, cfg) = added();
+    let out = mote(
+        cfg.path(),
+        "secret",
+        &["-n", "n1", "exec", "--", "/bin/echo", "hello"],
+    );
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    let out = mote(
+        cfg.path(),
+        "secret",
+        &["-n", "n1", "exec", "--", "/bin/sh", "-c", "exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn service_restart_events_and_firewall() {
+    let (n, cfg) = added();
+    let c = cfg.path();
+    ok(c, &["-n", "n1", "service", "restart", "web"]);
+    let actions = n.fake.state.lock().unwrap().service_actions.clone();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, "web");
+    let out = mote(c, "secret", &["-n", "n1", "service", "restart", "nosuch"]);
+    assert!(!out.status.success());
+
+    n.fake
+        .emit("web", mote_api::api::Level::Warn, "disk is slow");
+    n.fake.emit("net", mote_api::api::Level::Info, "link up");
+    let ev = json(c, &["-n", "n1", "events", "--source", "web", "--json"]);
+    let ev = ev["events"].as_array().unwrap();
+    assert!(ev.iter().all(|e| e["source"] == "web"));
+    assert!(ev.iter().any(|e| e["message"] == "disk is slow"));
+    let text = ok(
+        c,
+        &["-n", "n1", "events", "--level", "warn", "--since", "5m"],
+    );
+    assert!(
+        text.contains("disk is slow") && !text.contains("link up"),
+        "{text}"
+    );
+
+    ok(
+        c,
+        &["-n", "n1", "firewall", "add", "web8081", "--port", "8081"],
+    );
+    let fw = json(c, &["-n", "n1", "firewall", "list", "--json"]);
+    assert!(fw["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "web8081"));
+    ok(c, &["-n", "n1", "firewall", "disable", "web8081"]);
+    ok(c, &["-n", "n1", "firewall", "remove", "web8081"]);
+    let fw = json(c, &["-n", "n1", "firewall", "list", "--json"]);
+    assert!(!fw["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "web8081"));
+    // Each change reached PID 1.
+    assert!(n.fake.state.lock().unwrap().applied.len() >= 3);
+}
+
+#[test]
+fn settings_set_history_revert() {
+    let (_n, cfg) = added();
+    let c = cfg.path();
+    let v = json(
+        c,
+        &[
+            "-n",
+            "n1",
+            "settings",
+            "set",
+            "system.hostname",
+            "renamed",
+            "--json",
+        ],
+    );
+    let version = v["version"].as_u64().unwrap();
+    assert_eq!(v["settings"]["system"]["hostname"], "renamed");
+    let h = json(c, &["-n", "n1", "settings", "history", "--json"]);
+    assert_eq!(h["current"].as_u64(), Some(version));
+    let r = json(c, &["-n", "n1", "settings", "revert", "1", "--json"]);
+    assert!(r["version"].as_u64().unwrap() > version);
+    assert_ne!(r["settings"]["system"]["hostname"], "renamed");
+    let out = mote(
+        c,
+        "secret",
+        &["-n", "n1", "settings", "set", "system.nosuch", "1"],
+    );
+    assert!(!out.status.success());
+    let audit = json(c, &["-n", "n1", "audit", "--json"]);
+    assert!(audit["entries"].as_array().unwrap().len() >= 2);
+}
+
+#[test]
+fn a_session_runs_verbs_from_its_input() {
+    let (_n, cfg) = added();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(["session", "n1"])
+        .env("MOTE_CONFIG_DIR", cfg.path())
+        .env("MOTE_PASSWORD", "secret")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"system --json\nbogus\nservice list\nexit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"hostname\": \"fake\""), "{stdout}");
+    assert!(stdout.contains("web"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+}
