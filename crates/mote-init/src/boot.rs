@@ -54,16 +54,20 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
     {
         events.set_console_level(crate::events::Level::Debug);
     }
+    let filesystems_at = system::uptime_ms();
 
     let settings = load_settings(Path::new(SETTINGS), events);
     system::set_hostname(&settings.system.hostname, events);
+    let settings_at = system::uptime_ms();
     let modules = system::load_modules(Path::new(MODULES), events);
+    let modules_at = system::uptime_ms();
 
     // The firewall goes on before any link is up, so no packet ever meets a
     // node without it; it needs no addresses.
     if let Err(e) = net::apply_firewall(&settings.firewall, &settings.open_ports(), events) {
         events.error("firewall", format!("not applied: {e}"));
     }
+    let firewall_at = system::uptime_ms();
 
     let reaper = match Reaper::start() {
         Ok(r) => r,
@@ -87,10 +91,14 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
         NodeOptions::default(),
         power_tx,
     ));
-    node.boot.mark("filesystems");
-    node.boot.mark("settings");
-    node.boot.mark("modules");
-    node.boot.mark("firewall");
+    for (phase, at) in [
+        ("filesystems", filesystems_at),
+        ("settings", settings_at),
+        ("modules", modules_at),
+        ("firewall", firewall_at),
+    ] {
+        node.boot.mark_at(phase, at);
+    }
     if let Err(e) = control::serve(Path::new(control::SOCKET), Arc::clone(&node)) {
         events.error(
             "init",

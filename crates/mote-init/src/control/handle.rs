@@ -31,6 +31,13 @@ impl BootInfo {
         lock(&self.timeline).push((phase.to_owned(), at));
     }
 
+    /// Record that `phase` ended at kernel uptime `uptime_ms` (for phases
+    /// that ran before this record existed).
+    pub fn mark_at(&self, phase: &str, uptime_ms: u64) {
+        let at = uptime_ms.saturating_sub(self.init_ms);
+        lock(&self.timeline).push((phase.to_owned(), at));
+    }
+
     /// `phase@ms phase@ms …`
     pub fn summary(&self) -> String {
         lock(&self.timeline)
