@@ -5,6 +5,7 @@
 //! - `cargo xtask bench boot` — build time, sizes, boot split against the floor.
 
 mod bench;
+mod bench_management;
 mod prereqs;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("bench") if bench_management::asked(&args) => bench_management::run(&args[2..]),
         Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
