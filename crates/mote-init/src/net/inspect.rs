@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use mote_api::control::{LinkInfo, NetworkInfo, RouteInfo};
 use mote_config::{Ipv4Mode, Network};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::addr;
@@ -115,7 +115,9 @@ fn route_info(route: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<Rou
             _ => {}
         }
     }
-    if table != u32::from(RT_TABLE_MAIN) {
+    // Blackhole, unreachable, prohibit … routes have no next hop to show
+    // (and `ip route` marks them by type, which `RouteInfo` has no room for).
+    if table != u32::from(RT_TABLE_MAIN) || route.header.kind != RouteType::Unicast {
         return None;
     }
     let destination = match destination {

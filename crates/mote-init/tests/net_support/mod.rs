@@ -13,6 +13,8 @@ use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod servers;
+
 /// The path of a program, or a panic saying what to install.
 pub fn require(program: &str, install: &str) -> PathBuf {
     for dir in [
@@ -99,10 +101,7 @@ impl Netns {
 
     /// `ip -j ARGS` inside the namespace, parsed.
     pub fn ip_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut argv = vec!["ip", "-j"];
-        argv.extend_from_slice(args);
-        let text = self.sh(&argv);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j {args:?}: {e}: {text}"))
+        ip_json_in(&self.name, args)
     }
 
     /// Run `f` on a thread that has entered this namespace, inside a
@@ -224,4 +223,36 @@ pub fn ping(netns: &Netns, address: &str) -> bool {
     argv.extend(["-c", "1", "-W", "1", address].map(String::from));
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     netns.output(&argv).status.success()
+}
+
+/// `ip -j ARGS` inside the namespace named `netns`, parsed. For code that
+/// runs inside [`Netns::run`], where the `Netns` itself cannot be borrowed.
+pub fn ip_json_in(netns: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new("ip")
+        .args(["netns", "exec", netns, "ip", "-j"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip -j {args:?}: {e}"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "`ip -j {}` in {netns} failed: {text}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j {args:?}: {e}: {text}"))
+}
+
+/// Whether a UDP socket of the calling thread's network namespace is bound
+/// to `port` (any address), from `/proc/thread-self/net/udp`. Call it from
+/// inside [`Netns::run`]: `/proc/self/net` would show the main thread's.
+pub fn udp_port_bound_here(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/thread-self/net/udp")
+        .unwrap_or_else(|e| panic!("/proc/thread-self/net/udp: {e}"));
+    let wanted = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .any(|local| local.ends_with(&wanted))
 }
