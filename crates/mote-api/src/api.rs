@@ -26,6 +26,7 @@ pub const ADMIN_USER: &str = "admin";
 /// `POST /v1/login`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoginRequest {
     /// Always [`ADMIN_USER`].
     pub username: String,
@@ -35,6 +36,7 @@ pub struct LoginRequest {
 
 /// Answer to `POST /v1/login`: send `Authorization: Bearer TOKEN`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoginResponse {
     /// 256 random bits, hex.
     pub token: String,
@@ -44,6 +46,7 @@ pub struct LoginResponse {
 
 /// Every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     /// What failed and what to do, one line.
     pub error: String,
@@ -54,6 +57,7 @@ pub struct ErrorBody {
 
 /// One invalid value (from `mote_config::Invalid`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Problem {
     /// Key path, such as `services.web.after[0]`.
     pub path: String,
@@ -79,6 +83,7 @@ impl From<mote_config::Invalid> for Problem {
 
 /// A plain "done" answer for actions that return nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Done {
     /// What was done.
     pub message: String,
@@ -86,6 +91,7 @@ pub struct Done {
 
 /// `GET /v1/settings`, and the answer to every settings change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VersionedSettings {
     /// Version of the stored settings (1 is the image's).
     pub version: u64,
@@ -95,6 +101,7 @@ pub struct VersionedSettings {
 
 /// `GET /v1/settings/{*path}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SettingsValue {
     /// Version of the stored settings.
     pub version: u64,
@@ -106,6 +113,7 @@ pub struct SettingsValue {
 
 /// One stored version of the settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HistoryEntry {
     /// Version number.
     pub version: u64,
@@ -119,6 +127,7 @@ pub struct HistoryEntry {
 
 /// `GET /v1/settings/history`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SettingsHistory {
     /// The version in force.
     pub current: u64,
@@ -129,6 +138,7 @@ pub struct SettingsHistory {
 /// `POST /v1/settings/revert`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RevertRequest {
     /// The version to bring back (as a new version).
     pub version: u64,
@@ -136,6 +146,7 @@ pub struct RevertRequest {
 
 /// `GET /v1/services`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Services {
     /// Every service.
     pub services: Vec<ServiceInfo>,
@@ -145,6 +156,7 @@ pub struct Services {
 /// `GET /v1/services/{name}/logs`. Absent fields match all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventsQuery {
     /// Only this source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +189,7 @@ impl From<EventsQuery> for crate::events::EventQuery {
 
 /// `GET /v1/events`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Events {
     /// Oldest first.
     pub events: Vec<Event>,
@@ -184,6 +197,7 @@ pub struct Events {
 
 /// `GET /v1/network`: what the kernel has and what the settings ask for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NetworkView {
     /// Links, routes, resolvers now.
     pub live: NetworkInfo,
@@ -193,6 +207,7 @@ pub struct NetworkView {
 
 /// `GET /v1/processes`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Processes {
     /// By pid.
     pub processes: Vec<ProcessInfo>,
@@ -200,6 +215,7 @@ pub struct Processes {
 
 /// One process, from `/proc/PID`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProcessInfo {
     /// Process id.
     pub pid: u32,
@@ -222,6 +238,7 @@ pub struct ProcessInfo {
 /// `POST /v1/processes/{pid}/kill`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KillRequest {
     /// Signal number, 1–64 (default 15, SIGTERM).
     #[serde(default = "sigterm")]
@@ -240,6 +257,7 @@ impl Default for KillRequest {
 
 /// `GET /v1/performance`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Performance {
     /// When measured.
     pub time_ms: u64,
@@ -257,6 +275,7 @@ pub struct Performance {
 
 /// CPU use over the interval since the previous measurement (or a short sample).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Cpu {
     /// Number of CPUs.
     pub cpus: u32,
@@ -270,6 +289,7 @@ pub struct Cpu {
 
 /// From `/proc/meminfo`, bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Memory {
     /// MemTotal.
     pub total_bytes: u64,
@@ -281,6 +301,7 @@ pub struct Memory {
 
 /// One file system, from statvfs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Disk {
     /// Mount point measured.
     pub path: String,
@@ -292,6 +313,7 @@ pub struct Disk {
 
 /// One interface, from `/proc/net/dev`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NetDev {
     /// Interface name.
     pub name: String,
@@ -307,6 +329,7 @@ pub struct NetDev {
 
 /// One service's resource use, from its cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServicePerf {
     /// Service name.
     pub name: String,
@@ -318,6 +341,7 @@ pub struct ServicePerf {
 
 /// `GET /v1/files?path=DIR`: a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DirListing {
     /// The directory.
     pub path: String,
@@ -327,6 +351,7 @@ pub struct DirListing {
 
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FileEntry {
     /// File name.
     pub name: String,
@@ -343,6 +368,7 @@ pub struct FileEntry {
 /// Query of `GET`/`PUT /v1/files`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FilesQuery {
     /// Absolute path on the node.
     pub path: String,
@@ -354,6 +380,7 @@ pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
 /// `POST /v1/exec`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExecRequest {
     /// Program (absolute path) and arguments.
     pub argv: Vec<String>,
@@ -368,6 +395,7 @@ pub struct ExecRequest {
 /// One line of the `POST /v1/exec` stream: output as it comes, then one end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ExecLine {
     /// A chunk of output (lossy UTF-8).
     Output {
@@ -390,6 +418,7 @@ pub enum ExecLine {
 /// `GET /v1/audit`
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditQuery {
     /// Only entries at or after this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +430,7 @@ pub struct AuditQuery {
 
 /// One change made through the API (a line of `audit.jsonl`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditEntry {
     /// When.
     pub time_ms: u64,
@@ -416,6 +446,7 @@ pub struct AuditEntry {
 
 /// `GET /v1/audit`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Audit {
     /// Oldest first.
     pub entries: Vec<AuditEntry>,

@@ -67,6 +67,7 @@ pub enum Request {
 /// What to do with a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ServiceAction {
     /// Start it (and clear a failed state).
     Start,
@@ -79,6 +80,7 @@ pub enum ServiceAction {
 /// How the node ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum PowerAction {
     /// Reboot.
     Reboot,
@@ -117,6 +119,7 @@ pub enum Response {
 
 /// The node at a glance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SystemInfo {
     /// Host name.
     pub hostname: String,
@@ -136,6 +139,7 @@ pub struct SystemInfo {
 
 /// One service as PID 1 sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServiceInfo {
     /// Name.
     pub name: String,
@@ -155,6 +159,7 @@ pub struct ServiceInfo {
 
 /// The network as the kernel has it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NetworkInfo {
     /// Links.
     pub links: Vec<LinkInfo>,
@@ -166,6 +171,7 @@ pub struct NetworkInfo {
 
 /// One link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LinkInfo {
     /// Kernel name.
     pub name: String,
@@ -183,6 +189,7 @@ pub struct LinkInfo {
 
 /// One route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RouteInfo {
     /// `default` or `net/prefix`.
     pub destination: String,

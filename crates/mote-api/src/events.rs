@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Severity of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Level {
     /// Detail for debugging.
     Debug,
@@ -18,6 +19,7 @@ pub enum Level {
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Event {
     /// Milliseconds since the Unix epoch.
     pub time_ms: u64,
@@ -32,6 +34,7 @@ pub struct Event {
 /// Which events to return. Every field narrows; absent fields match all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventQuery {
     /// Only events at or after this time (ms since the Unix epoch).
     #[serde(default)]

@@ -11,6 +11,7 @@ use crate::settings::{Firewall, FirstBoot, Management, Network, NodeSettings, Se
 /// A whole manifest as written in TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Manifest {
     /// `[image]`
     pub image: Image,
@@ -57,6 +58,7 @@ impl Manifest {
 /// `[image]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Image {
     /// Image name; also the node's name in `mote list`.
     pub name: String,
@@ -72,6 +74,7 @@ fn default_outputs() -> Vec<Output> {
 /// An output format of `mote build`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Output {
     /// `vmlinuz` + `initrd.img` for direct kernel boot.
     Initrd,
@@ -80,6 +83,7 @@ pub enum Output {
 /// `[kernel]`: where the kernel comes from and which drivers go in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Kernel {
     /// Debian package, fetched with `apt-get download` into the cache.
     #[serde(default = "default_kernel_package")]
@@ -123,6 +127,7 @@ fn default_drivers() -> Vec<String> {
 /// `[[files]]`: a host file or directory copied into the image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FileCopy {
     /// Host path, relative to the manifest's directory; `bin:NAME` names a
     /// binary built from the mote workspace (found in the build's bin dir).

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Everything the node itself needs at run time.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeSettings {
     /// Identity and the administrator credential.
     pub system: System,
@@ -33,6 +34,7 @@ pub struct NodeSettings {
 /// `[system]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct System {
     /// Host name, an RFC 1123 label.
     pub hostname: String,
@@ -61,6 +63,7 @@ impl Default for System {
 /// `[network]`
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Network {
     /// Per interface, by kernel name (`eth0`).
     #[serde(default)]
@@ -70,6 +73,7 @@ pub struct Network {
 /// `[network.interfaces.NAME]`
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Interface {
     /// `"dhcp"`, `"off"` or a static `address/prefix`.
     #[serde(default)]
@@ -93,6 +97,11 @@ pub struct Interface {
 
 /// How an interface gets its IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(with = "String", extend("examples" = ["dhcp", "off", "10.0.0.5/24"]))
+)]
 pub enum Ipv4Mode {
     /// A DHCPv4 lease, renewed at T1.
     #[default]
@@ -105,6 +114,11 @@ pub enum Ipv4Mode {
 
 /// How an interface gets its IPv6 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(with = "String", extend("examples" = ["slaac", "off", "fd00::5/64"]))
+)]
 pub enum Ipv6Mode {
     /// Stateless autoconfiguration from router advertisements.
     #[default]
@@ -118,6 +132,7 @@ pub enum Ipv6Mode {
 /// `[firewall]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Firewall {
     /// Policy for inbound packets no rule accepts. Default `deny`.
     #[serde(default)]
@@ -139,6 +154,7 @@ impl Default for Firewall {
 /// Inbound default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Policy {
     /// Drop what no rule accepts.
     #[default]
@@ -150,6 +166,7 @@ pub enum Policy {
 /// `[[firewall.rules]]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FirewallRule {
     /// Unique name, used to enable, disable or remove the rule.
     pub name: String,
@@ -160,6 +177,7 @@ pub struct FirewallRule {
     pub protocol: Protocol,
     /// Source network allowed; any when absent.
     #[serde(default, deserialize_with = "crate::parse::optional")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub source: Option<ipnet::IpNet>,
     /// `allow` (default) or `deny`.
     #[serde(default = "allow")]
@@ -179,6 +197,7 @@ fn yes() -> bool {
 /// Transport protocol of a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Protocol {
     /// TCP
     #[default]
@@ -189,6 +208,17 @@ pub enum Protocol {
 
 /// A port a service listens on, opened in the firewall: `8080` or `"53/udp"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(
+        with = "serde_json::Value",
+        extend("anyOf" = [
+            {"type": "integer", "minimum": 1, "maximum": 65535},
+            {"type": "string", "pattern": "^[0-9]{1,5}(/(tcp|udp))?$"}
+        ], "examples" = [8080, "53/udp"])
+    )
+)]
 pub struct Port {
     /// Port number.
     pub number: u16,
@@ -199,6 +229,7 @@ pub struct Port {
 /// `[services.NAME]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Service {
     /// Program and arguments; the program is an absolute path in the image.
     pub argv: Vec<String>,
@@ -232,6 +263,7 @@ fn default_stop_timeout() -> u32 {
 /// Restart policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum RestartPolicy {
     /// Restart whenever it exits.
     #[default]
@@ -245,6 +277,7 @@ pub enum RestartPolicy {
 /// `[management]`: the HTTPS management agent `moted`, supervised by PID 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Management {
     /// TCP port of the HTTPS API, opened in the firewall. Default 5986.
     #[serde(default = "default_management_port")]
@@ -273,6 +306,7 @@ impl Default for Management {
 /// `[[first_boot]]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FirstBoot {
     /// Program and arguments.
     pub argv: Vec<String>,

@@ -372,10 +372,36 @@ async fn processes_performance_files_exec() {
     );
 }
 
+/// The committed document, `docs/api/openapi.json`.
+const OPENAPI_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api/openapi.json");
+
+/// The committed `docs/api/openapi.json` is exactly what moted generates from
+/// its route table and the `mote_api` types. `MOTE_BLESS=1` rewrites it.
+#[test]
+fn openapi_document_is_generated() {
+    let generated = moted::api::openapi::generate_text();
+    if std::env::var_os("MOTE_BLESS").is_some_and(|v| v != "0") {
+        std::fs::write(OPENAPI_FILE, &generated).unwrap();
+        // The server's copy is built in; the next build picks the new file up.
+        return;
+    }
+    let committed = std::fs::read_to_string(OPENAPI_FILE).unwrap();
+    assert!(
+        committed == generated,
+        "docs/api/openapi.json differs from what moted generates (crates/moted/src/api/openapi.rs, \
+         the mote-api types); regenerate it with `MOTE_BLESS=1 cargo test -p moted --test api openapi` \
+         and commit it"
+    );
+    // And the server serves that file.
+    assert!(
+        moted::api::openapi::DOCUMENT == committed,
+        "moted serves a stale copy of docs/api/openapi.json"
+    );
+}
+
 #[test]
 fn openapi_document_lists_exactly_the_routes() {
-    let doc: serde_json::Value =
-        serde_json::from_str(include_str!("../../../docs/api/openapi.json")).unwrap();
+    let doc = moted::api::openapi::generate();
     let mut documented: Vec<String> = doc["paths"]
         .as_object()
         .unwrap()
@@ -389,9 +415,159 @@ fn openapi_document_lists_exactly_the_routes() {
         .collect();
     let mut served: Vec<String> = moted::api::routes()
         .into_iter()
-        .map(|(m, p, _)| format!("{m} {}", p.replace("{*path}", "{path}")))
+        .map(|(m, p, _)| format!("{m} {}", moted::api::openapi::openapi_path(p)))
         .collect();
     documented.sort();
     served.sort();
     assert_eq!(documented, served);
+}
+
+/// Every `$ref` in `v`.
+fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => out.push(r),
+                    _ => refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Every operation answers with a schema from `components.schemas` (but the
+/// raw ones), errors with `ErrorBody`, takes its JSON body by schema, and
+/// asks for the bearer token unless it is public; every `$ref` resolves.
+#[test]
+fn openapi_operations_have_schemas() {
+    let doc = moted::api::openapi::generate();
+    // Answers that are not JSON objects: Prometheus text, the document itself.
+    let raw = ["GET /v1/metrics", "GET /v1/openapi.json"];
+    let public = ["POST /v1/login", "GET /v1/openapi.json"];
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let mut ops = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops += 1;
+            let name = format!("{} {path}", method.to_uppercase());
+            let ok = &op["responses"]["200"];
+            let content = ok["content"].as_object().unwrap_or_else(|| {
+                panic!("{name}: the 200 answer has no content");
+            });
+            assert!(!content.is_empty(), "{name}: the 200 answer has no content");
+            for (ct, c) in content {
+                assert!(c["schema"].is_object(), "{name}: {ct} has no schema");
+            }
+            if !raw.contains(&name.as_str()) {
+                assert!(
+                    content
+                        .values()
+                        .any(|c| c["schema"]["$ref"].as_str().is_some()),
+                    "{name}: no answer refers to a schema in components"
+                );
+            }
+            for code in ["4XX", "5XX"] {
+                assert_eq!(
+                    op["responses"][code]["$ref"], "#/components/responses/Error",
+                    "{name}: {code}"
+                );
+            }
+            if let Some(body) = op.get("requestBody") {
+                for (ct, c) in body["content"].as_object().unwrap() {
+                    assert!(
+                        c["schema"].is_object(),
+                        "{name}: request {ct} has no schema"
+                    );
+                }
+            }
+            let secured = op.get("security") == Some(&serde_json::json!([{"bearer": []}]));
+            assert_eq!(
+                secured,
+                !public.contains(&name.as_str()),
+                "{name}: security"
+            );
+        }
+    }
+    assert_eq!(ops, moted::api::routes().len());
+    assert_eq!(
+        doc["components"]["responses"]["Error"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in all {
+        let ok = match r.strip_prefix("#/components/schemas/") {
+            Some(name) => schemas.contains_key(name),
+            None => r == "#/components/responses/Error",
+        };
+        assert!(ok, "{r} does not resolve");
+    }
+}
+
+/// The schemas say what the server really sends: the keys of real answers
+/// are the schemas' properties.
+#[test]
+fn openapi_schemas_match_the_wire() {
+    let doc = moted::api::openapi::generate();
+    let schemas = &doc["components"]["schemas"];
+    let check = |name: &str, value: serde_json::Value| {
+        let props = schemas[name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name} has no properties"));
+        for key in value.as_object().unwrap().keys() {
+            assert!(props.contains_key(key), "{name}.{key} is not in the schema");
+        }
+    };
+    let settings = mote_config::NodeSettings::default();
+    check("NodeSettings", serde_json::to_value(&settings).unwrap());
+    check(
+        "VersionedSettings",
+        serde_json::to_value(mote_api::api::VersionedSettings {
+            version: 1,
+            settings,
+        })
+        .unwrap(),
+    );
+    check(
+        "ErrorBody",
+        serde_json::to_value(mote_api::api::ErrorBody::default()).unwrap(),
+    );
+    // The string forms of the hand-written serde impls.
+    let port = &schemas["Port"]["anyOf"];
+    assert_eq!(port[0]["type"], "integer");
+    assert_eq!(port[1]["type"], "string");
+    let words = |name: &str| -> Vec<String> {
+        let s = &schemas[name];
+        let alternatives = s["oneOf"].as_array().cloned().unwrap_or(vec![s.clone()]);
+        alternatives
+            .iter()
+            .flat_map(|a| a["enum"].as_array().cloned().unwrap_or_default())
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(words("Policy"), mote_config::Policy::WORDS);
+    assert_eq!(words("Protocol"), mote_config::Protocol::WORDS);
+    assert_eq!(words("RestartPolicy"), mote_config::RestartPolicy::WORDS);
+    assert_eq!(schemas["Ipv4Mode"]["type"], "string");
+}
+
+/// `openapi-spec-validator` (Python, `pip install openapi-spec-validator`)
+/// accepts the document, where it is installed.
+#[test]
+fn openapi_document_is_valid_openapi() {
+    match std::process::Command::new("openapi-spec-validator")
+        .arg(OPENAPI_FILE)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "openapi-spec-validator rejects docs/api/openapi.json:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => eprintln!("openapi-spec-validator is not installed; not validated"),
+    }
 }

@@ -21,7 +21,7 @@ mod files;
 mod firewall;
 mod login;
 mod network;
-mod openapi;
+pub mod openapi;
 mod performance;
 mod power;
 mod processes;

@@ -1,11 +1,509 @@
-//! `GET /v1/openapi.json`: the document kept in the tree.
+//! `GET /v1/openapi.json`: the document kept in the tree, and its generator.
+//!
+//! [`generate`] builds the document from the route table
+//! ([`super::routes`]), one [`Op`] per route ([`describe`]), and the JSON
+//! Schemas of the `mote_api` types (`schemars`, feature `schema`). The server
+//! answers with the committed copy, `docs/api/openapi.json`; a test checks
+//! that it is what [`generate`] makes (`MOTE_BLESS=1 cargo test -p moted`
+//! writes it).
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use mote_api::api::{
+    Audit, AuditQuery, DirListing, Done, ErrorBody, Events, EventsQuery, ExecLine, ExecRequest,
+    FilesQuery, Firewall, FirewallRule, Interface, KillRequest, LoginRequest, LoginResponse,
+    NetworkView, Performance, PowerAction, Processes, RevertRequest, ServiceAction, Services,
+    SettingsHistory, SettingsValue, SystemInfo, VersionedSettings,
+};
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::transform::{transform_subschemas, Transform};
+use schemars::{JsonSchema, Schema};
+use serde_json::{json, Map, Value};
 
 /// The OpenAPI document, `docs/api/openapi.json`.
 pub const DOCUMENT: &str = include_str!("../../../../docs/api/openapi.json");
 
+/// Answers with [`DOCUMENT`].
 pub async fn document() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], DOCUMENT)
+}
+
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+const BYTES: &str = "application/octet-stream";
+
+/// What one route takes and answers, beyond its method and path.
+struct Op {
+    /// `operationId`.
+    id: &'static str,
+    /// One line.
+    summary: &'static str,
+    /// Query parameters: an inline object schema whose properties are the
+    /// parameters.
+    query: Option<Value>,
+    /// Query parameters the handler ignores or sets itself.
+    query_skip: &'static [&'static str],
+    /// Path parameters whose schema is not a plain string.
+    params: Vec<(&'static str, Value)>,
+    /// Request body: content type and schema.
+    body: Option<(&'static str, Value)>,
+    /// What the 200 answer is.
+    ok: &'static str,
+    /// The 200 answer's content types and schemas.
+    content: Vec<(&'static str, Value)>,
+}
+
+impl Op {
+    fn new(id: &'static str, summary: &'static str, ok: &'static str) -> Self {
+        Self {
+            id,
+            summary,
+            query: None,
+            query_skip: &[],
+            params: Vec::new(),
+            body: None,
+            ok,
+            content: Vec::new(),
+        }
+    }
+    fn query(mut self, schema: Value) -> Self {
+        self.query = Some(schema);
+        self
+    }
+    fn param(mut self, name: &'static str, schema: Value) -> Self {
+        self.params.push((name, schema));
+        self
+    }
+    fn body(mut self, content_type: &'static str, schema: Value) -> Self {
+        self.body = Some((content_type, schema));
+        self
+    }
+    fn answer(mut self, content_type: &'static str, schema: Value) -> Self {
+        self.content.push((content_type, schema));
+        self
+    }
+}
+
+/// Schemas of the API types, collected for `components.schemas`.
+struct Schemas(SchemaGenerator);
+
+impl Schemas {
+    /// A `$ref` to `T` (or `T`'s inline schema for plain types).
+    fn of<T: JsonSchema>(&mut self) -> Value {
+        let mut s = self.0.subschema_for::<T>();
+        self.transform(&mut s);
+        s.to_value()
+    }
+    /// `T`'s own schema, inline (for query types).
+    fn inline<T: JsonSchema>(&mut self) -> Value {
+        let mut s = T::json_schema(&mut self.0);
+        self.transform(&mut s);
+        s.to_value()
+    }
+    fn transform(&mut self, s: &mut Schema) {
+        for t in self.0.transforms_mut() {
+            t.transform(s);
+        }
+    }
+}
+
+/// OpenAPI 3.0 has no tuple `items` (an array of schemas, as schemars writes
+/// `(String, u64)`): such an array's items are any of those schemas (its
+/// `minItems`/`maxItems` stay).
+#[derive(Clone)]
+struct TupleItems;
+
+impl Transform for TupleItems {
+    fn transform(&mut self, schema: &mut Schema) {
+        if let Some(items) = schema.get("items").and_then(Value::as_array).cloned() {
+            schema.insert("items".into(), json!({ "anyOf": items }));
+        }
+        transform_subschemas(self, schema);
+    }
+}
+
+/// A query parameter is absent or a value, never null: drops the null
+/// alternative schemars gives an `Option`.
+fn not_null(mut schema: Value) -> Value {
+    if let Some(m) = schema.as_object_mut() {
+        m.remove("nullable");
+        if let Some(any) = m.get("anyOf").and_then(Value::as_array) {
+            let some: Vec<Value> = any
+                .iter()
+                .filter(|s| s["enum"] != json!([null]))
+                .cloned()
+                .collect();
+            if let [only] = some.as_slice() {
+                let only = only.clone();
+                m.remove("anyOf");
+                if let Some(o) = only.as_object() {
+                    m.extend(o.clone());
+                }
+            }
+        }
+    }
+    schema
+}
+
+fn binary() -> Value {
+    json!({"type": "string", "format": "binary"})
+}
+
+fn text() -> Value {
+    json!({"type": "string"})
+}
+
+/// The description of `method path`, or `None` for a route nobody described
+/// (the test of the document fails then).
+fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
+    let settings_change = "The settings after the change, with their new version";
+    Some(match (method, path) {
+        ("POST", "/v1/login") => Op::new("login", "Log in: a bearer token for one hour", "A token")
+            .body(JSON, s.of::<LoginRequest>())
+            .answer(JSON, s.of::<LoginResponse>()),
+        ("GET", "/v1/openapi.json") => Op::new(
+            "openapi",
+            "This document (OpenAPI 3.0)",
+            "The OpenAPI document",
+        )
+        .answer(JSON, json!({"type": "object"})),
+        ("GET", "/v1/system") => Op::new(
+            "getSystem",
+            "Host name, kernel, uptime, boot timeline, packages",
+            "The node at a glance",
+        )
+        .answer(JSON, s.of::<SystemInfo>()),
+        ("GET", "/v1/settings") => Op::new(
+            "getSettings",
+            "The whole settings tree and its version",
+            "The settings",
+        )
+        .answer(JSON, s.of::<VersionedSettings>()),
+        ("PATCH", "/v1/settings") => Op::new(
+            "patchSettings",
+            "Change settings by an RFC 7396 merge patch: validated (422), applied by PID 1 (409 and rollback on refusal), stored as a new version",
+            settings_change,
+        )
+        .body(
+            JSON,
+            json!({
+                "type": "object",
+                "description": "An RFC 7396 JSON merge patch of NodeSettings: objects merge, null removes a key, anything else replaces.",
+                "example": {"system": {"hostname": "web-2"}},
+            }),
+        )
+        .answer(JSON, s.of::<VersionedSettings>()),
+        ("GET", "/v1/settings/history") => Op::new(
+            "getSettingsHistory",
+            "Every stored version of the settings",
+            "The versions",
+        )
+        .answer(JSON, s.of::<SettingsHistory>()),
+        ("POST", "/v1/settings/revert") => Op::new(
+            "revertSettings",
+            "Bring back a stored version (as a new version)",
+            settings_change,
+        )
+        .body(JSON, s.of::<RevertRequest>())
+        .answer(JSON, s.of::<VersionedSettings>()),
+        ("GET", "/v1/settings/{*path}") => Op::new(
+            "getSettingsValue",
+            "One value of the settings by dotted or slashed path",
+            "The value",
+        )
+        .param(
+            "path",
+            json!({"type": "string", "description": "Key path such as `network.interfaces.eth0` or `services/web`.", "example": "system.hostname"}),
+        )
+        .answer(JSON, s.of::<SettingsValue>()),
+        ("GET", "/v1/services") => {
+            Op::new("listServices", "Every service with its state", "The services")
+                .answer(JSON, s.of::<Services>())
+        }
+        ("POST", "/v1/services/{name}/{action}") => Op::new(
+            "actOnService",
+            "Start, stop or restart a service",
+            "Done",
+        )
+        .param("action", s.of::<ServiceAction>())
+        .answer(JSON, s.of::<Done>()),
+        ("GET", "/v1/services/{name}/logs") => Op::new(
+            "getServiceLogs",
+            "A service's events (its output lines among them)",
+            "The events, oldest first",
+        )
+        .query(s.inline::<EventsQuery>())
+        .answer(JSON, s.of::<Events>()),
+        ("GET", "/v1/events") => Op::new("listEvents", "Recorded events", "The events, oldest first")
+            .query(s.inline::<EventsQuery>())
+            .answer(JSON, s.of::<Events>()),
+        ("GET", "/v1/events/follow") => Op::new(
+            "followEvents",
+            "Events as they happen: NDJSON, or server-sent events with `Accept: text/event-stream`",
+            "A stream that lasts until the client hangs up: one Event per line (NDJSON), or one `data: EVENT` per server-sent event",
+        )
+        .query(s.inline::<EventsQuery>())
+        .answer(NDJSON, s.of::<mote_api::api::Event>())
+        .answer("text/event-stream", text()),
+        ("GET", "/v1/network") => Op::new(
+            "getNetwork",
+            "Live links, routes and resolvers, and the configured interfaces",
+            "The network",
+        )
+        .answer(JSON, s.of::<NetworkView>()),
+        ("PUT", "/v1/network/interfaces/{name}") => Op::new(
+            "putInterface",
+            "Set one interface's settings (a settings change)",
+            settings_change,
+        )
+        .body(JSON, s.of::<Interface>())
+        .answer(JSON, s.of::<VersionedSettings>()),
+        ("GET", "/v1/firewall") => {
+            Op::new("getFirewall", "The firewall settings", "The inbound policy and rules")
+                .answer(JSON, s.of::<Firewall>())
+        }
+        ("POST", "/v1/firewall/rules") => Op::new(
+            "addFirewallRule",
+            "Add a rule (a settings change)",
+            settings_change,
+        )
+        .body(JSON, s.of::<FirewallRule>())
+        .answer(JSON, s.of::<VersionedSettings>()),
+        ("DELETE", "/v1/firewall/rules/{name}") => Op::new(
+            "removeFirewallRule",
+            "Remove a rule (a settings change)",
+            settings_change,
+        )
+        .answer(JSON, s.of::<VersionedSettings>()),
+        ("POST", "/v1/firewall/rules/{name}/{action}") => Op::new(
+            "enableFirewallRule",
+            "Enable or disable a rule (a settings change)",
+            settings_change,
+        )
+        .param("action", json!({"type": "string", "enum": ["enable", "disable"]}))
+        .answer(JSON, s.of::<VersionedSettings>()),
+        ("GET", "/v1/processes") => Op::new("listProcesses", "Processes, from /proc", "By pid")
+            .answer(JSON, s.of::<Processes>()),
+        ("POST", "/v1/processes/{pid}/kill") => Op::new(
+            "killProcess",
+            "Send a signal to a process (not PID 1)",
+            "Done",
+        )
+        .param("pid", json!({"type": "integer", "format": "int32", "minimum": 2}))
+        .body(JSON, s.of::<KillRequest>())
+        .answer(JSON, s.of::<Done>()),
+        ("GET", "/v1/performance") => Op::new(
+            "getPerformance",
+            "CPU, memory, disks, network and per-service cgroup figures",
+            "A measurement",
+        )
+        .answer(JSON, s.of::<Performance>()),
+        ("GET", "/v1/metrics") => Op::new(
+            "getMetrics",
+            "The same figures as Prometheus text",
+            "Prometheus text exposition format 0.0.4",
+        )
+        .answer("text/plain", text()),
+        ("GET", "/v1/files") => Op::new(
+            "getFiles",
+            "List a directory (JSON) or download a file (raw bytes); absolute paths only",
+            "A directory listing, or the file's bytes",
+        )
+        .query(s.inline::<FilesQuery>())
+        .answer(JSON, s.of::<DirListing>())
+        .answer(BYTES, binary()),
+        ("PUT", "/v1/files") => Op::new(
+            "putFile",
+            "Upload a file (64 MiB at most, 413 beyond); absolute paths only",
+            "Done",
+        )
+        .query(s.inline::<FilesQuery>())
+        .body(BYTES, binary())
+        .answer(JSON, s.of::<Done>()),
+        ("POST", "/v1/exec") => Op::new(
+            "exec",
+            "Run a program; its output streams back as it comes",
+            "NDJSON: output lines as they come, then one exit line",
+        )
+        .body(JSON, s.of::<ExecRequest>())
+        .answer(NDJSON, s.of::<ExecLine>()),
+        ("POST", "/v1/power/{action}") => Op::new(
+            "power",
+            "Ordered reboot or power-off",
+            "Done; the node goes down shortly after",
+        )
+        .param("action", s.of::<PowerAction>())
+        .answer(JSON, s.of::<Done>()),
+        ("GET", "/v1/audit") => Op::new(
+            "getAudit",
+            "The audit log: every change made through the API",
+            "The entries, oldest first",
+        )
+        .query(s.inline::<AuditQuery>())
+        .answer(JSON, s.of::<Audit>()),
+        _ => return None,
+    })
+    .map(|op| match path {
+        // The handler sets `source` from the path.
+        "/v1/services/{name}/logs" => Op {
+            query_skip: &["source"],
+            ..op
+        },
+        _ => op,
+    })
+}
+
+/// The OpenAPI path of an axum path (`{*rest}` becomes `{rest}`).
+pub fn openapi_path(axum_path: &str) -> String {
+    axum_path.replace("{*", "{")
+}
+
+/// The whole document, generated from the route table and the API types.
+/// Panics on a route [`describe`] does not know.
+pub fn generate() -> Value {
+    let mut s = Schemas(
+        SchemaSettings::openapi3()
+            .with_transform(TupleItems)
+            .into_generator(),
+    );
+    let error = s.of::<ErrorBody>();
+    let mut paths = Map::new();
+    for (method, path, _) in super::routes() {
+        let op = describe(method, path, &mut s)
+            .unwrap_or_else(|| panic!("{method} {path} is not described in api/openapi.rs"));
+        let public = super::PUBLIC.contains(&path);
+        let doc_path = openapi_path(path);
+        let entry = paths
+            .entry(doc_path.clone())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("an object");
+        entry.insert(
+            method.to_lowercase(),
+            operation(method, &doc_path, op, public),
+        );
+    }
+    let schemas = s.0.take_definitions(true);
+    let doc = json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "mote management API (moted)",
+            "version": "1",
+            "description": "HTTPS on port 5986 with a self-signed certificate; clients pin its SHA-256 fingerprint. Log in with POST /v1/login, then send Authorization: Bearer TOKEN. Every answer other than 2xx carries an ErrorBody. Types: crates/mote-api/src/api.rs. Generated by moted (crates/moted/src/api/openapi.rs); do not edit by hand.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                "Error": {
+                    "description": "What failed and what to do; `problems` lists each invalid setting (422)",
+                    "content": {JSON: {"schema": error}},
+                },
+            },
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The token from POST /v1/login (256 random bits, hex; one hour).",
+                },
+            },
+        },
+    });
+    sorted(doc)
+}
+
+/// The document as committed: pretty, keys sorted, one trailing newline.
+pub fn generate_text() -> String {
+    let mut text = serde_json::to_string_pretty(&generate()).expect("JSON");
+    text.push('\n');
+    text
+}
+
+fn operation(method: &str, path: &str, op: Op, public: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("operationId".into(), op.id.into());
+    o.insert("summary".into(), op.summary.into());
+    let mut params = Vec::new();
+    for name in path_params(path) {
+        let schema = op
+            .params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or_else(text, |(_, s)| s.clone());
+        params.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
+    }
+    if let Some(q) = &op.query {
+        let required: Vec<&str> = q["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(props) = q["properties"].as_object() {
+            for (name, schema) in props {
+                if op.query_skip.contains(&name.as_str()) {
+                    continue;
+                }
+                let mut schema = not_null(schema.clone());
+                let description = schema.as_object_mut().and_then(|m| m.remove("description"));
+                let mut p = json!({
+                    "name": name,
+                    "in": "query",
+                    "required": required.contains(&name.as_str()),
+                    "schema": schema,
+                });
+                if let Some(d) = description {
+                    p["description"] = d;
+                }
+                params.push(p);
+            }
+        }
+    }
+    if !params.is_empty() {
+        o.insert("parameters".into(), params.into());
+    }
+    if let Some((ct, schema)) = op.body {
+        o.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {ct: {"schema": schema}}}),
+        );
+    }
+    let content: Map<String, Value> = op
+        .content
+        .into_iter()
+        .map(|(ct, schema)| (ct.to_string(), json!({"schema": schema})))
+        .collect();
+    let mut responses = json!({
+        "200": {"description": op.ok, "content": content},
+        "4XX": {"$ref": "#/components/responses/Error"},
+        "5XX": {"$ref": "#/components/responses/Error"},
+    });
+    if method == "POST" && path == "/v1/login" {
+        responses["429"] = json!({
+            "description": "Too many failed logins from this address: wait and retry",
+            "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        });
+    }
+    o.insert("responses".into(), responses);
+    if !public {
+        o.insert("security".into(), json!([{"bearer": []}]));
+    }
+    Value::Object(o)
+}
+
+fn path_params(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+}
+
+/// Every object's keys in order, whatever serde_json's map keeps.
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
