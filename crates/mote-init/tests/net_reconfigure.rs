@@ -14,7 +14,9 @@ use mote_init::control::{serve, Node, NodeOptions};
 use mote_init::events::{Events, Level};
 use mote_init::net::{configure_with, inspect, reconfigure_interface, NetOptions, NetState};
 use mote_init::supervisor::{Limits, Reaper, Supervisor};
-use net_support::{ip_json_in, ping, servers, udp_port_bound_here, veth, wait_until, Netns};
+use net_support::{
+    ip_json_in, ping, servers, udp_port_bound_here, udp_sockets_here, veth, wait_until, Netns,
+};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -227,10 +229,17 @@ fn static_to_dhcp_and_back_to_static() {
             );
 
             let to_static = network(&[("eth0", &last)]);
+            let events_before = events.recent().len();
             reconfigure_interface(&state, "eth0", Some(&last), &to_static, &events)
                 .await
                 .expect("dhcp → static");
             let log_at_switch = dhcp_log(&events, "eth0").len();
+            let resolv_writes: Vec<String> = events.recent()[events_before..]
+                .iter()
+                .filter(|e| e.message.contains("nameservers"))
+                .cloned()
+                .map(|e| e.message)
+                .collect();
             // Let the runtime drop the aborted client, then watch for a while.
             tokio::time::sleep(Duration::from_millis(200)).await;
             let client_socket = udp_port_bound_here(DHCP_CLIENT_PORT);
@@ -239,6 +248,7 @@ fn static_to_dhcp_and_back_to_static() {
             (
                 lease,
                 leased,
+                resolv_writes,
                 client_socket,
                 log_after,
                 state.leases(),
@@ -246,7 +256,12 @@ fn static_to_dhcp_and_back_to_static() {
             )
         }
     });
-    let (lease, leased, client_socket, log_after, leases_after, dns_after) = report;
+    let (lease, leased, resolv_writes, client_socket, log_after, leases_after, dns_after) = report;
+    assert_eq!(
+        resolv_writes.len(),
+        1,
+        "resolv.conf goes straight to the new resolvers: {resolv_writes:#?}"
+    );
     let (name, lease) = lease;
     assert_eq!(name, "eth0");
     assert_eq!(lease.router, Some("198.18.8.1".parse().unwrap()));
@@ -362,6 +377,137 @@ fn dhcp_to_off_stops_the_client() {
     );
     assert!(ipv4_cidrs(&node.name, "eth0").is_empty());
     assert_eq!(problems(&events), Vec::<String>::new());
+}
+
+/// DHCP → DHCP (only the resolvers of the settings change): one client
+/// afterwards, not two, and it gets a lease and renews it.
+#[test]
+fn dhcp_to_dhcp_restarts_one_client() {
+    let (node, server) = pair("redhcp", &["198.18.4.1/24"]);
+    let dir = tempfile::tempdir().unwrap();
+    let _udhcpd = servers::udhcpd(
+        &server,
+        dir.path(),
+        "peer0",
+        ("198.18.4.50", "198.18.4.60"),
+        "198.18.4.1",
+        "198.18.4.53",
+        4,
+    );
+    let dhcp = iface(Ipv4Mode::Dhcp);
+    let mut dhcp_dns = iface(Ipv4Mode::Dhcp);
+    dhcp_dns.dns = vec!["198.18.4.54".parse().unwrap()];
+    let events = Events::new(false);
+    let netns = node.name.clone();
+    let report = node.run({
+        let events = events.clone();
+        let options = options(&dir);
+        async move || {
+            let state = configure_with(&network(&[("eth0", &dhcp)]), &events, options).await;
+            let first = state.leases().len();
+            let net = network(&[("eth0", &dhcp_dns)]);
+            reconfigure_interface(&state, "eth0", Some(&dhcp_dns), &net, &events)
+                .await
+                .expect("dhcp → dhcp");
+            let switched = dhcp_log(&events, "eth0").len();
+            poll(Duration::from_secs(8), "a lease again", || {
+                (!state.leases().is_empty()).then_some(())
+            })
+            .await;
+            // Past T1 of the new lease: it is renewed.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (
+                first,
+                udp_sockets_here(DHCP_CLIENT_PORT),
+                dhcp_log(&events, "eth0")[switched..].to_vec(),
+                state.leases().len(),
+                state.dns_servers(),
+                ipv4_cidrs(&netns, "eth0"),
+            )
+        }
+    });
+    let (first, sockets, log, leases, dns, addrs) = report;
+    assert_eq!(first, 1);
+    assert_eq!(sockets, 1, "one DHCP client, not two: {log:#?}");
+    assert!(log.iter().any(|m| m.starts_with("eth0: ACK")), "{log:#?}");
+    assert!(
+        log.iter().any(|m| m.starts_with("eth0: renewed")),
+        "{log:#?}"
+    );
+    assert_eq!(leases, 1);
+    assert_eq!(
+        dns,
+        [
+            "198.18.4.54".parse::<std::net::IpAddr>().unwrap(),
+            "198.18.4.53".parse().unwrap()
+        ]
+    );
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+    assert_eq!(problems(&events), Vec::<String>::new());
+}
+
+/// Static IPv4 and IPv6 → a new IPv6 address; then the interface is left
+/// out of the settings: everything mote put there goes, and its resolvers.
+#[test]
+fn ipv6_change_then_interface_removed_from_settings() {
+    let (node, peer) = pair(
+        "v6",
+        &["198.18.11.1/24", "2001:db8:11::1/64", "2001:db8:12::1/64"],
+    );
+    let mut first = static4("198.18.11.10/24", "198.18.11.1");
+    first.ipv6 = Ipv6Mode::Static("2001:db8:11::10/64".parse().unwrap());
+    first.gateway6 = Some("2001:db8:11::1".parse().unwrap());
+    first.dns = vec!["2001:db8:11::53".parse().unwrap()];
+    let mut second = first.clone();
+    second.ipv6 = Ipv6Mode::Static("2001:db8:12::10/64".parse().unwrap());
+    second.gateway6 = Some("2001:db8:12::1".parse().unwrap());
+    second.dns = vec!["2001:db8:12::53".parse().unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    let events = Events::new(false);
+    let netns = node.name.clone();
+    let (changed, resolv_changed, removed) = node.run({
+        let events = events.clone();
+        let options = options(&dir);
+        let resolv = resolv.clone();
+        async move || {
+            let state = configure_with(&network(&[("eth0", &first)]), &events, options).await;
+            let net = network(&[("eth0", &second)]);
+            reconfigure_interface(&state, "eth0", Some(&second), &net, &events)
+                .await
+                .expect("new IPv6");
+            let changed = state.addresses();
+            let resolv_changed = std::fs::read_to_string(&resolv).unwrap();
+            reconfigure_interface(&state, "eth0", None, &Network::default(), &events)
+                .await
+                .expect("removed");
+            let _ = netns;
+            (changed, resolv_changed, state.addresses())
+        }
+    });
+    assert_eq!(
+        changed,
+        [
+            "198.18.11.10".parse::<std::net::IpAddr>().unwrap(),
+            "2001:db8:12::10".parse().unwrap()
+        ]
+    );
+    assert!(
+        resolv_changed.ends_with("\nnameserver 2001:db8:12::53\n"),
+        "{resolv_changed}"
+    );
+    assert_eq!(resolv_changed.matches("nameserver").count(), 1);
+    assert!(removed.is_empty(), "no address left: {removed:?}");
+    assert_eq!(defaults(&node.name, "-4"), []);
+    assert_eq!(defaults(&node.name, "-6"), []);
+    let text = std::fs::read_to_string(&resolv).unwrap();
+    assert!(!text.contains("nameserver"), "no resolver left: {text:?}");
+    assert!(!ping(&peer, "198.18.11.10"));
+    assert_eq!(problems(&events), Vec::<String>::new());
+    assert!(events
+        .recent()
+        .iter()
+        .any(|e| e.message == "eth0: unconfigured"));
 }
 
 /// `ip -j` routes of one family's main table, as `RouteInfo` would show

@@ -184,6 +184,9 @@ pub async fn reconfigure_interface(
 ) -> Result<(), String> {
     let mut rtnl = Rtnl::open().map_err(|e| format!("{name}: {e}"))?;
     state.stop_interface(name);
+    // The new resolvers first, so that dropping the lease rewrites
+    // resolv.conf once, straight to them, never to an empty or stale list.
+    state.set_static_dns(static_resolvers(network));
     state.set_lease(name, None, events);
     if let Some(link) = link::get(&mut rtnl, name).map_err(|e| format!("{name}: {e}"))? {
         let routes =
@@ -208,7 +211,6 @@ pub async fn reconfigure_interface(
                 .map_err(|e| format!("{name}: removing {}/{}: {e}", a.ip, a.prefix_len))?;
         }
     }
-    state.set_static_dns(static_resolvers(network));
     if let Some(iface) = new {
         let (bound, _) = mpsc::channel(1);
         configure_interface(

@@ -247,6 +247,12 @@ pub fn ip_json_in(netns: &str, args: &[&str]) -> serde_json::Value {
 /// to `port` (any address), from `/proc/thread-self/net/udp`. Call it from
 /// inside [`Netns::run`]: `/proc/self/net` would show the main thread's.
 pub fn udp_port_bound_here(port: u16) -> bool {
+    udp_sockets_here(port) > 0
+}
+
+/// How many UDP sockets of the calling thread's network namespace are
+/// bound to `port`; see [`udp_port_bound_here`].
+pub fn udp_sockets_here(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/thread-self/net/udp")
         .unwrap_or_else(|e| panic!("/proc/thread-self/net/udp: {e}"));
     let wanted = format!(":{port:04X}");
@@ -254,5 +260,6 @@ pub fn udp_port_bound_here(port: u16) -> bool {
         .lines()
         .skip(1)
         .filter_map(|line| line.split_whitespace().nth(1))
-        .any(|local| local.ends_with(&wanted))
+        .filter(|local| local.ends_with(&wanted))
+        .count()
 }
