@@ -1,7 +1,7 @@
 //! `GET /v1/openapi.json`: the document kept in the tree, and its generator.
 //!
 //! [`generate`] builds the document from the route table
-//! ([`super::routes`]), one [`Op`] per route ([`describe`]), and the JSON
+//! ([`super::routes`]), one `Op` per route (`describe`), and the JSON
 //! Schemas of the `mote_api` types (`schemars`, feature `schema`). The server
 //! answers with the committed copy, `docs/api/openapi.json`; a test checks
 //! that it is what [`generate`] makes (`MOTE_BLESS=1 cargo test -p moted`
@@ -359,7 +359,7 @@ pub fn openapi_path(axum_path: &str) -> String {
 }
 
 /// The whole document, generated from the route table and the API types.
-/// Panics on a route [`describe`] does not know.
+/// Panics on a route `describe` does not know.
 pub fn generate() -> Value {
     let mut s = Schemas(
         SchemaSettings::openapi3()
