@@ -571,3 +571,23 @@ fn openapi_document_is_valid_openapi() {
         Err(_) => eprintln!("openapi-spec-validator is not installed; not validated"),
     }
 }
+
+#[tokio::test]
+async fn reads_never_show_the_password_hash_and_writing_the_placeholder_back_is_refused() {
+    let n = node().await;
+    let c = client(&n).await;
+    let s = c.settings().await.unwrap();
+    assert!(!s.settings.system.admin_password_hash.starts_with("$argon2"));
+    let at = c.settings_at("system.admin_password_hash").await.unwrap();
+    assert!(
+        !at.value.as_str().unwrap_or("").starts_with("$argon2"),
+        "{:?}",
+        at.value
+    );
+    let placeholder = s.settings.system.admin_password_hash.clone();
+    let patch = serde_json::json!({ "system": { "admin_password_hash": placeholder } });
+    assert_eq!(status(c.patch_settings(&patch).await.unwrap_err()), 422);
+    // The credential still works.
+    let again = client(&n).await;
+    assert!(again.settings().await.is_ok());
+}

@@ -11,15 +11,26 @@ use crate::app::{lock, Caller};
 use crate::core::json;
 use crate::error::{ApiError, JsonBody};
 
+/// What reads show instead of the administrator's password hash: a hash is
+/// a secret (it can be attacked offline), and reads never need it. Writing a
+/// new one with PATCH still works; writing this text back is refused by
+/// validation, so a read-modify-write cannot clobber the credential.
+pub const REDACTED: &str = "(redacted; PATCH system.admin_password_hash to change it)";
+
+fn redacted(mut current: VersionedSettings) -> VersionedSettings {
+    current.settings.system.admin_password_hash = REDACTED.into();
+    current
+}
+
 pub async fn get(State(app): State<AppState>) -> Result<Json<VersionedSettings>, ApiError> {
-    Ok(Json(lock(&app.store)?.current()))
+    Ok(Json(redacted(lock(&app.store)?.current())))
 }
 
 pub async fn get_path(
     State(app): State<AppState>,
     Path(path): Path<String>,
 ) -> Result<Json<SettingsValue>, ApiError> {
-    let cur = lock(&app.store)?.current();
+    let cur = redacted(lock(&app.store)?.current());
     let tree = serde_json::to_value(&cur.settings)
         .map_err(|_| ApiError::Unexpected("settings that do not serialize"))?;
     let value = json::lookup(&tree, &path)
@@ -51,10 +62,10 @@ pub async fn patch(
         ));
     }
     let what = format!("PATCH /v1/settings {patch}");
-    Ok(Json(
+    Ok(Json(redacted(
         app.change(&caller.user, &what, |old| patched(old, &patch))
             .await?,
-    ))
+    )))
 }
 
 pub async fn history(State(app): State<AppState>) -> Result<Json<SettingsHistory>, ApiError> {
@@ -78,5 +89,7 @@ pub async fn revert(
         Err(e) => return Err(e.into()),
     };
     let what = format!("revert to version {}", req.version);
-    Ok(Json(app.change(&caller.user, &what, |_| Ok(old)).await?))
+    Ok(Json(redacted(
+        app.change(&caller.user, &what, |_| Ok(old)).await?,
+    )))
 }
