@@ -289,6 +289,14 @@ async fn supervise(c: App, slot: Arc<Slot>, fails: Arc<Mutex<VecDeque<Instant>>>
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours;
+        // it makes the kernel kill the child if mote-web itself dies.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = match cmd.spawn() {
             Ok(ch) => ch,
             Err(e) => {

@@ -381,19 +381,20 @@ async fn send_file(
 
     let tag = etag(&version, mtime, coding);
     let mut resp = Response::builder()
-        .header(header::CONTENT_TYPE, ctype)
         .header(header::LAST_MODIFIED, &lm)
         .header(header::ETAG, &tag);
     if compressible {
         resp = resp.header(header::VARY, "Accept-Encoding");
     }
-    if coding != Coding::Identity {
-        resp = resp.header(header::CONTENT_ENCODING, coding.name());
-    } else {
-        resp = resp.header(header::ACCEPT_RANGES, "bytes");
-    }
+    // As nginx: a 304 carries validators only.
     if not_modified(headers, &tag, mtime) {
         return finish(resp.status(StatusCode::NOT_MODIFIED), Body::empty());
+    }
+    resp = resp.header(header::CONTENT_TYPE, ctype);
+    if coding != Coding::Identity {
+        resp = resp.header(header::CONTENT_ENCODING, coding.name());
+    } else if !has_range {
+        resp = resp.header(header::ACCEPT_RANGES, "bytes");
     }
 
     if coding != Coding::Identity {

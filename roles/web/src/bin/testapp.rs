@@ -1,7 +1,7 @@
 //! `mote-web-testapp`: the tiny backend used by mote-web's tests and bench.
 //!
 //! Listens on 127.0.0.1:`$PORT` (HttpPlatformHandler style) and answers:
-//! `GET /` → `hello from app`; `/pid` → its process id; `/echo` → the
+//! `GET …/` → `hello from app`; `…/pid` → its process id; `/echo` → the
 //! request body; `/headers` → the request headers; `/sleep` → after 3 s;
 //! `/exit` → exits the process; an `Upgrade` request → 101, then echoes
 //! raw bytes (a stand-in for a WebSocket). With `MOTE_TESTAPP_FAIL=1` it
@@ -38,27 +38,29 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             .unwrap_or_default();
         return Ok(r);
     }
-    let body = match req.uri().path() {
-        "/" => Bytes::from_static(b"hello from app"),
-        "/pid" => Bytes::from(std::process::id().to_string()),
-        "/echo" => req
+    // Matched on the last segment: the proxy passes the whole path.
+    let last = req.uri().path().rsplit('/').next().unwrap_or("");
+    let body = match last {
+        "" => Bytes::from_static(b"hello from app"),
+        "pid" => Bytes::from(std::process::id().to_string()),
+        "echo" => req
             .into_body()
             .collect()
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default(),
-        "/headers" => {
+        "headers" => {
             let mut s = String::new();
             for (k, v) in req.headers() {
                 s.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
             }
             Bytes::from(s)
         }
-        "/sleep" => {
+        "sleep" => {
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             Bytes::from_static(b"slept")
         }
-        "/exit" => std::process::exit(3),
+        "exit" => std::process::exit(3),
         _ => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"not found")));
             *r.status_mut() = StatusCode::NOT_FOUND;

@@ -1,0 +1,710 @@
+//! Integration tests: the real `mote-web` binary, real clients (curl, and
+//! raw sockets for the upgrade), and nginx serving the same tree.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mote-web");
+const APP: &str = env!("CARGO_BIN_EXE_mote-web-testapp");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "port {port} never opened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running mote-web, killed on drop.
+struct Web {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+/// SIGTERM, then SIGKILL after 5 s.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Web {
+    fn start(dir: tempfile::TempDir, config: &str, ports: &[u16], extra: &[&str]) -> Web {
+        let cfg = dir.path().join("web.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--workers", "2"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        for p in ports {
+            wait_port(*p);
+        }
+        Web { child, dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A curl response: status, lower-cased headers, body.
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    version: String,
+}
+
+impl Resp {
+    fn h(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn curl(args: &[&str]) -> Resp {
+    let d = tempfile::tempdir().unwrap();
+    let hdr = d.path().join("h");
+    let out = Command::new("curl")
+        .args(["-s", "-g", "--path-as-is", "--max-time", "20", "-D"])
+        .arg(&hdr)
+        .args(args)
+        .output()
+        .expect("curl must be installed: apt-get install curl");
+    let text = std::fs::read_to_string(&hdr).unwrap_or_default();
+    // The last header block (after any 100/101 interim ones).
+    let block = text
+        .split("\r\n\r\n")
+        .filter(|b| !b.trim().is_empty())
+        .last()
+        .unwrap_or("");
+    let mut lines = block.lines();
+    let first = lines.next().unwrap_or("");
+    let mut parts = first.split_whitespace();
+    let version = parts.next().unwrap_or("").to_owned();
+    let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: out.stdout,
+        version,
+    }
+}
+
+fn tree(root: &Path) {
+    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::create_dir_all(root.join("browse")).unwrap();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("errors")).unwrap();
+    std::fs::write(root.join("index.html"), "<h1>home</h1>\n").unwrap();
+    std::fs::write(root.join("hello.txt"), "hello world\n").unwrap();
+    std::fs::write(root.join("style.css"), "body { color: red; }\n".repeat(200)).unwrap();
+    std::fs::write(root.join("app.js"), "console.log(1);\n".repeat(100)).unwrap();
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("big.bin"), &big).unwrap();
+    std::fs::write(root.join("sub/index.htm"), "sub index\n").unwrap();
+    std::fs::write(root.join("sub/deeper/a.json"), "{\"a\":1}\n").unwrap();
+    std::fs::write(root.join("browse/one.txt"), "1").unwrap();
+    std::fs::write(root.join("browse/two <b>.txt"), "2").unwrap();
+    std::fs::write(root.join(".git/config"), "secret").unwrap();
+    std::fs::write(root.join("web.config"), "secret").unwrap();
+    std::fs::write(root.join("errors/404.html"), "custom not found\n").unwrap();
+    std::fs::write(root.join("pre.txt"), "plain version ".repeat(50)).unwrap();
+    std::fs::write(root.join("pre.txt.gz"), "GZ-SIBLING").unwrap();
+}
+
+fn url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+#[test]
+fn static_content_filtering_logging_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let (port, mport) = (free_port(), free_port());
+    let cfg = format!(
+        r#"
+[[sites]]
+name = "main"
+root = "{root}"
+bindings = [{{ scheme = "http", address = "127.0.0.1", port = {port} }}]
+error_pages = {{ "404" = "errors/404.html" }}
+logging = {{ dir = "{logs}" }}
+[sites.request_filtering]
+max_url_length = 200
+max_body_bytes = 1000
+"#,
+        root = root.display(),
+        logs = dir.path().join("logs").display()
+    );
+    let maddr = format!("127.0.0.1:{mport}");
+    let web = Web::start(dir, &cfg, &[port, mport], &["--metrics", &maddr]);
+
+    let r = curl(&[&url(port, "/hello.txt")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.h("content-type"), Some("text/plain"));
+    assert_eq!(r.h("content-length"), Some("12"));
+    assert_eq!(r.h("accept-ranges"), Some("bytes"));
+    assert_eq!(r.text(), "hello world\n");
+    let etag = r.h("etag").unwrap().to_owned();
+    let lm = r.h("last-modified").unwrap().to_owned();
+
+    // Conditional requests.
+    let r = curl(&[
+        "-H",
+        &format!("If-None-Match: {etag}"),
+        &url(port, "/hello.txt"),
+    ]);
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let r = curl(&[
+        "-H",
+        &format!("If-Modified-Since: {lm}"),
+        &url(port, "/hello.txt"),
+    ]);
+    assert_eq!(r.status, 304);
+    let r = curl(&["-H", "If-None-Match: \"other\"", &url(port, "/hello.txt")]);
+    assert_eq!(r.status, 200);
+
+    // Ranges.
+    let r = curl(&["-r", "0-4", &url(port, "/hello.txt")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.h("content-range"), Some("bytes 0-4/12"));
+    assert_eq!(r.text(), "hello");
+    let r = curl(&["-r", "100-", &url(port, "/hello.txt")]);
+    assert_eq!(r.status, 416);
+    assert_eq!(r.h("content-range"), Some("bytes */12"));
+    let r = curl(&["-r", "500000-500009", &url(port, "/big.bin")]);
+    assert_eq!(r.status, 206);
+    let want: Vec<u8> = (500_000..500_010u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(r.body, want);
+
+    // Large file streamed whole.
+    let r = curl(&[&url(port, "/big.bin")]);
+    assert_eq!(r.body.len(), 600_000);
+    assert_eq!(r.h("content-type"), Some("application/octet-stream"));
+
+    // HEAD.
+    let r = curl(&["-I", &url(port, "/big.bin")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.h("content-length"), Some("600000"));
+
+    // Default documents, directory redirect, browsing off, custom 404.
+    assert_eq!(curl(&[&url(port, "/")]).text(), "<h1>home</h1>\n");
+    assert_eq!(curl(&[&url(port, "/sub/")]).text(), "sub index\n");
+    let r = curl(&[&url(port, "/sub")]);
+    assert_eq!(r.status, 301);
+    assert_eq!(r.h("location"), Some("/sub/"));
+    assert_eq!(curl(&[&url(port, "/browse/")]).status, 403);
+    let r = curl(&[&url(port, "/nope.txt")]);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text(), "custom not found\n");
+    assert_eq!(
+        curl(&[&url(port, "/sub/deeper/a.json")]).h("content-type"),
+        Some("application/json")
+    );
+
+    // Compression: on the fly (gzip, br), precompressed sibling, Vary.
+    let r = curl(&["-H", "Accept-Encoding: gzip", &url(port, "/style.css")]);
+    assert_eq!(r.h("content-encoding"), Some("gzip"));
+    assert_eq!(r.h("vary"), Some("Accept-Encoding"));
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(&r.body[..])
+        .read_to_string(&mut plain)
+        .unwrap();
+    assert_eq!(plain, "body { color: red; }\n".repeat(200));
+    let r = curl(&["-H", "Accept-Encoding: br, gzip", &url(port, "/app.js")]);
+    assert_eq!(r.h("content-encoding"), Some("br"));
+    let mut out = Vec::new();
+    brotli::Decompressor::new(&r.body[..], 4096)
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out, "console.log(1);\n".repeat(100).as_bytes());
+    let r = curl(&["-H", "Accept-Encoding: gzip", &url(port, "/pre.txt")]);
+    assert_eq!(r.h("content-encoding"), Some("gzip"));
+    assert_eq!(r.text(), "GZ-SIBLING");
+    let r = curl(&[&url(port, "/style.css")]);
+    assert_eq!(r.h("content-encoding"), None);
+
+    // Request filtering and traversal.
+    assert_eq!(curl(&[&url(port, "/../etc/passwd")]).status, 400);
+    assert_eq!(curl(&[&url(port, "/%2e%2e/%2e%2e/etc/passwd")]).status, 400);
+    assert_eq!(curl(&[&url(port, "/%252e%252e/etc/passwd")]).status, 400);
+    assert_eq!(curl(&[&url(port, "/.git/config")]).status, 404);
+    assert_eq!(curl(&[&url(port, "/web.config")]).status, 404);
+    assert_eq!(curl(&["-X", "TRACE", &url(port, "/")]).status, 405);
+    let long = format!("/{}", "a".repeat(300));
+    assert_eq!(curl(&[&url(port, &long)]).status, 414);
+    let body = "x".repeat(2000);
+    assert_eq!(curl(&["--data", &body, &url(port, "/")]).status, 413);
+
+    // Metrics.
+    let m = curl(&[&format!("http://{maddr}/metrics")]).text();
+    assert!(m.contains("mote_web_requests_total{site=\"main\"}"), "{m}");
+    assert!(m.contains("mote_web_responses_total{site=\"main\",class=\"4xx\"}"));
+    assert!(m.contains("mote_web_request_duration_seconds_bucket"));
+
+    // W3C log (flushed within a second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let logdir = web.path().join("logs/main");
+    let f = std::fs::read_dir(&logdir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(f).unwrap();
+    assert!(text.starts_with("#Software: mote-web"), "{text}");
+    assert!(text.contains("#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"));
+    assert!(
+        text.contains(&format!(" GET /hello.txt - {port} - 127.0.0.1 curl/")),
+        "{text}"
+    );
+    assert!(text.contains(" /.git/config - "));
+    assert!(text.contains(" 404 8 0 "), "{text}");
+}
+
+#[test]
+fn https_h2_hsts_redirects_auth_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let (http, https, other) = (free_port(), free_port(), free_port());
+    let hash = mote_config::password::hash("s3cret").unwrap();
+    let cfg = format!(
+        r#"
+[[sites]]
+name = "secure"
+root = "{root}"
+bindings = [
+  {{ scheme = "http", address = "127.0.0.1", port = {http} }},
+  {{ scheme = "https", address = "127.0.0.1", port = {https} }},
+]
+https_redirect = true
+hsts = {{ max_age = 600 }}
+tls = {{ self_signed = true }}
+logging = {{ enabled = false }}
+directory_browsing = true
+basic_auth = [{{ path = "/sub", users = {{ alice = "{hash}" }} }}]
+redirects = [{{ from = "/old", to = "/new", status = 308 }}]
+
+[[sites]]
+name = "closed"
+root = "{root}"
+bindings = [{{ scheme = "http", address = "127.0.0.1", port = {other} }}]
+logging = {{ enabled = false }}
+ip = {{ deny = ["127.0.0.0/8"] }}
+"#,
+        root = root.display()
+    );
+    let _web = Web::start(dir, &cfg, &[http, https, other], &[]);
+    let s = |p: &str| format!("https://127.0.0.1:{https}{p}");
+
+    let r = curl(&[&url(http, "/hello.txt?x=1")]);
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.h("location"),
+        Some(format!("https://127.0.0.1:{https}/hello.txt?x=1").as_str())
+    );
+    let r = curl(&["-k", "--http1.1", &s("/hello.txt")]);
+    assert_eq!((r.status, r.text().as_str()), (200, "hello world\n"));
+    assert_eq!(r.h("strict-transport-security"), Some("max-age=600"));
+    let r = curl(&["-k", "--http2", &s("/hello.txt")]);
+    assert_eq!(r.version, "HTTP/2");
+    assert_eq!(r.status, 200);
+    let r = curl(&[
+        "-k",
+        "--resolve",
+        &format!("example.test:{https}:127.0.0.1"),
+        &format!("https://example.test:{https}/"),
+    ]);
+    assert_eq!(r.status, 200);
+
+    let r = curl(&["-k", &s("/old/page?q=2")]);
+    assert_eq!(r.status, 308);
+    assert_eq!(r.h("location"), Some("/new/page?q=2"));
+
+    let r = curl(&["-k", &s("/sub/")]);
+    assert_eq!(r.status, 401);
+    assert!(r
+        .h("www-authenticate")
+        .unwrap()
+        .starts_with("Basic realm=\"mote\""));
+    assert_eq!(curl(&["-k", "-u", "alice:wrong", &s("/sub/")]).status, 401);
+    let r = curl(&["-k", "-u", "alice:s3cret", &s("/sub/")]);
+    assert_eq!((r.status, r.text().as_str()), (200, "sub index\n"));
+    assert_eq!(curl(&["-k", "-u", "alice:s3cret", &s("/sub/")]).status, 200);
+
+    // Directory browsing on, names escaped.
+    let r = curl(&["-k", &s("/browse/")]);
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    assert!(
+        t.contains("one.txt") && t.contains("two &lt;b&gt;.txt"),
+        "{t}"
+    );
+
+    assert_eq!(curl(&[&url(other, "/hello.txt")]).status, 403);
+}
+
+fn app_config(root: &Path, port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[[sites]]
+name = "apps"
+root = "{root}"
+bindings = [{{ scheme = "http", address = "127.0.0.1", port = {port} }}]
+logging = {{ enabled = false }}
+[[sites.apps]]
+path = "/app"
+program = "{APP}"
+processes = 2
+request_timeout_secs = 1
+stdout_log = "{log}"
+{extra}
+"#,
+        root = root.display(),
+        log = root.parent().unwrap().join("app.log").display()
+    )
+}
+
+#[test]
+fn app_backends_proxy_upgrade_timeout_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let port = free_port();
+    let cfg = app_config(&root, port, "");
+    let web = Web::start(dir, &cfg, &[port], &[]);
+    // Wait for both processes.
+    let t = Instant::now();
+    let mut pids = std::collections::HashSet::new();
+    while pids.len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(15), "{pids:?}");
+        let r = curl(&[&url(port, "/app/pid")]);
+        if r.status == 200 {
+            pids.insert(r.text());
+        }
+    }
+    let r = curl(&[&url(port, "/app")]);
+    assert_eq!(r.status, 404, "the app sees the full path");
+    let r = curl(&["--data-binary", "ping body", &url(port, "/app/echo")]);
+    assert_eq!((r.status, r.text().as_str()), (200, "ping body"));
+    let r = curl(&[&url(port, "/app/headers")]);
+    let t = r.text();
+    assert!(
+        t.contains("x-forwarded-for: 127.0.0.1") && t.contains("x-forwarded-proto: http"),
+        "{t}"
+    );
+    // Static content beside the app.
+    assert_eq!(curl(&[&url(port, "/hello.txt")]).status, 200);
+
+    // Request timeout → 504.
+    assert_eq!(curl(&[&url(port, "/app/sleep")]).status, 504);
+
+    // Upgrade pass-through (raw bytes echoed after 101).
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /app/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(b"frame-1").unwrap();
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"frame-1");
+
+    // Kill one process: it is restarted, requests keep working.
+    let _ = curl(&[&url(port, "/app/exit")]);
+    let t = Instant::now();
+    let mut new = std::collections::HashSet::new();
+    while new.len() < 2 || new == pids {
+        assert!(t.elapsed() < Duration::from_secs(15), "{new:?}");
+        let r = curl(&[&url(port, "/app/pid")]);
+        if r.status == 200 {
+            new.insert(r.text());
+        }
+        if new.len() > 2 {
+            break;
+        }
+    }
+    let log = std::fs::read_to_string(web.path().join("app.log")).unwrap();
+    assert!(log.contains("mote-web-testapp listening on"), "{log}");
+}
+
+#[test]
+fn app_that_never_starts_gives_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let port = free_port();
+    let cfg = app_config(
+        &root,
+        port,
+        "startup_time_limit_secs = 1\nstartup_retries = 1\nenv = { MOTE_TESTAPP_FAIL = \"1\" }",
+    );
+    let _web = Web::start(dir, &cfg, &[port], &[]);
+    assert_eq!(curl(&[&url(port, "/app/")]).status, 503);
+}
+
+#[test]
+fn sighup_reload_adds_listener_keeps_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let (a, b) = (free_port(), free_port());
+    let site = |ports: &[u16]| {
+        let binds: Vec<String> = ports
+            .iter()
+            .map(|p| format!("{{ scheme = \"http\", address = \"127.0.0.1\", port = {p} }}"))
+            .collect();
+        format!(
+            "[[sites]]\nname = \"r\"\nroot = \"{}\"\nlogging = {{ enabled = false }}\nbindings = [{}]\n",
+            root.display(),
+            binds.join(", ")
+        )
+    };
+    let web = Web::start(dir, &site(&[a]), &[a], &[]);
+    // An open keep-alive connection across the reload.
+    let mut s = TcpStream::connect(("127.0.0.1", a)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(req).unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(s.read(&mut buf).unwrap() > 0);
+    let hup = || {
+        let st = Command::new("kill")
+            .args(["-HUP", &web.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    std::fs::write(web.path().join("web.toml"), site(&[a, b])).unwrap();
+    hup();
+    wait_port(b);
+    assert_eq!(curl(&[&url(b, "/hello.txt")]).status, 200);
+    // The connection opened before the reload is still served.
+    s.write_all(req).unwrap();
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // A binding removed: its listener closes.
+    std::fs::write(web.path().join("web.toml"), site(&[b])).unwrap();
+    hup();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", a)).is_ok() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "old listener still open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A bad file is refused and the running settings kept.
+    std::fs::write(web.path().join("web.toml"), "[[sites]]\nbogus = 1\n").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &web.child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(curl(&[&url(b, "/hello.txt")]).status, 200);
+}
+
+fn nginx_bin() -> PathBuf {
+    for p in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("nginx is required for the comparison test: apt-get install nginx-light");
+}
+
+/// Starts nginx serving `root` on `port` from a generated config in `dir`.
+fn start_nginx(dir: &Path, root: &Path, port: u16) -> Child {
+    let conf = dir.join("nginx.conf");
+    let mime = ["/etc/nginx/mime.types"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| format!("include {p};"))
+        .unwrap_or_default();
+    std::fs::write(
+        &conf,
+        format!(
+            "user root;\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n {mime}\n default_type application/octet-stream;\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n server {{ listen 127.0.0.1:{port}; root {root}; index index.html index.htm; }}\n}}\n",
+            d = dir.display(),
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(nginx_bin())
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port);
+    child
+}
+
+#[test]
+fn same_answers_as_nginx() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let ndir = tempfile::tempdir().unwrap();
+    let (mine, theirs) = (free_port(), free_port());
+    let mut nginx = start_nginx(ndir.path(), &root, theirs);
+    let cfg = format!(
+        "[[sites]]\nname = \"cmp\"\nroot = \"{}\"\nlogging = {{ enabled = false }}\nbindings = [{{ scheme = \"http\", address = \"127.0.0.1\", port = {mine} }}]\n",
+        root.display()
+    );
+    let _web = Web::start(dir, &cfg, &[mine], &[]);
+    let lm_hello = curl(&[&url(theirs, "/hello.txt")])
+        .h("last-modified")
+        .unwrap()
+        .to_owned();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("file", vec!["/hello.txt".into()]),
+        ("css", vec!["/style.css".into()]),
+        ("json", vec!["/sub/deeper/a.json".into()]),
+        ("big", vec!["/big.bin".into()]),
+        ("index", vec!["/".into()]),
+        ("sub index", vec!["/sub/".into()]),
+        ("404", vec!["/missing.html".into()]),
+        (
+            "range",
+            vec!["-r".into(), "2-6".into(), "/hello.txt".into()],
+        ),
+        (
+            "suffix range",
+            vec!["-r".into(), "-3".into(), "/hello.txt".into()],
+        ),
+        (
+            "open range",
+            vec!["-r".into(), "599990-".into(), "/big.bin".into()],
+        ),
+        ("416", vec!["-r".into(), "900-".into(), "/hello.txt".into()]),
+        ("HEAD", vec!["-I".into(), "/hello.txt".into()]),
+        ("HEAD big", vec!["-I".into(), "/big.bin".into()]),
+        (
+            "304 date",
+            vec![
+                "-H".into(),
+                format!("If-Modified-Since: {lm_hello}"),
+                "/hello.txt".into(),
+            ],
+        ),
+    ];
+    let mut diffs = Vec::new();
+    for (name, args) in &cases {
+        let run = |port: u16| {
+            let mut a: Vec<String> = args.clone();
+            let last = a.pop().unwrap();
+            a.push(url(port, &last));
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            curl(&refs)
+        };
+        let (m, n) = (run(mine), run(theirs));
+        let mut check = |what: &str, a: Option<&str>, b: Option<&str>| {
+            if a != b {
+                diffs.push(format!("{name}: {what}: mote-web {a:?}, nginx {b:?}"));
+            }
+        };
+        check(
+            "status",
+            Some(&m.status.to_string()),
+            Some(&n.status.to_string()),
+        );
+        for h in ["last-modified", "accept-ranges", "content-range"] {
+            check(h, m.h(h), n.h(h));
+        }
+        // Error pages name the server, so only success lengths compare.
+        if n.status < 400 {
+            check(
+                "content-length",
+                m.h("content-length"),
+                n.h("content-length"),
+            );
+        }
+        if n.status < 400 {
+            check("content-type", m.h("content-type"), n.h("content-type"));
+        }
+        check(
+            "etag present",
+            m.h("etag").map(|_| "yes"),
+            n.h("etag").map(|_| "yes"),
+        );
+        if m.status < 400 && !args.iter().any(|a| a == "-I") {
+            check(
+                "body",
+                Some(&format!("{:?}", m.body)),
+                Some(&format!("{:?}", n.body)),
+            );
+        }
+    }
+    // 304 on our own ETag as nginx does on its own.
+    for port in [mine, theirs] {
+        let e = curl(&[&url(port, "/hello.txt")])
+            .h("etag")
+            .unwrap()
+            .to_owned();
+        let r = curl(&[
+            "-H",
+            &format!("If-None-Match: {e}"),
+            &url(port, "/hello.txt"),
+        ]);
+        if r.status != 304 {
+            diffs.push(format!("If-None-Match on port {port}: {}", r.status));
+        }
+    }
+    stop(&mut nginx);
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    assert!(
+        diffs.is_empty(),
+        "differences from nginx:\n{}",
+        diffs.join("\n")
+    );
+}
