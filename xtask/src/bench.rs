@@ -70,6 +70,9 @@ struct Options {
 
 /// `cargo xtask bench ARGS…`
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.first().map(String::as_str) == Some("web") {
+        return crate::bench_web::run(&args[1..]);
+    }
     let mut args = args.iter().map(String::as_str);
     match args.next() {
         Some("boot") => {}

@@ -5,6 +5,7 @@
 //! - `cargo xtask bench boot` — build time, sizes, boot split against the floor.
 
 mod bench;
+mod bench_web;
 mod bench_management;
 mod prereqs;
 

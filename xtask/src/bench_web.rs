@@ -1,0 +1,370 @@
+//! `cargo xtask bench web`: wrk against mote-web and nginx on loopback,
+//! serving the same tree with the same worker count, in one run.
+//!
+//! Cases: a small file, a 100 KB file, a 404, the small file without
+//! keep-alive (`Connection: close`), the small file over HTTPS (the same
+//! self-signed ECDSA certificate for both), and `mote-web-testapp` behind
+//! each proxy (mote-web's managed app against nginx `proxy_pass` to a copy
+//! started on a fixed port). Every case runs `--seconds` (default 5) with
+//! wrk `-t2 -c64`; req/s, p99 and the ratio are printed, and each server's
+//! peak RSS under load (VmRSS from /proc, summed over nginx's processes).
+//!
+//! mote-web runs with `--workers 2`, nginx with `worker_processes 2`.
+//! Everything is on 127.0.0.1, in a temporary directory removed at the end;
+//! nginx runs as root with `daemon off` and its pid file in that directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+const USAGE: &str = "usage: cargo xtask bench web [--seconds N]
+
+  wrk against mote-web and nginx (same files, 2 workers each): small file,
+  100 KB file, 404, without keep-alive, HTTPS, and an app behind the proxy";
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut secs = 5u64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => {
+                secs = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=60).contains(n))
+                    .context("--seconds takes 1 to 60")?
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    for (tool, hint) in [
+        ("wrk", "apt-get install wrk"),
+        ("openssl", "apt-get install openssl"),
+    ] {
+        if Command::new(tool).arg("--version").output().is_err()
+            && Command::new(tool).arg("version").output().is_err()
+        {
+            bail!("{tool} is required: {hint}");
+        }
+    }
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("nginx is required: apt-get install nginx-light")?;
+
+    let st = Command::new("cargo")
+        .args(["build", "--release", "-p", "mote-web"])
+        .status()?;
+    if !st.success() {
+        bail!("cargo build --release -p mote-web failed");
+    }
+    let bin = target_dir()?.join("x86_64-unknown-linux-gnu/release");
+    let web_bin = bin.join("mote-web");
+    let app_bin = bin.join("mote-web-testapp");
+
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let root = d.join("www");
+    std::fs::create_dir_all(&root)?;
+    std::fs::write(root.join("small.html"), "<h1>hello, bench</h1>\n")?;
+    let big: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(root.join("100k.bin"), big)?;
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .arg(d.join("key.pem"))
+        .arg("-out")
+        .arg(d.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !st.success() {
+        bail!("openssl could not make a certificate");
+    }
+
+    let ports: Vec<u16> = (0..7).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    let (w_http, w_https, n_http, n_https, n_proxy, app_port, _) = (
+        ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6],
+    );
+
+    let cfg = format!(
+        r#"[[sites]]
+name = "bench"
+root = "{root}"
+bindings = [
+  {{ scheme = "http", address = "127.0.0.1", port = {w_http} }},
+  {{ scheme = "https", address = "127.0.0.1", port = {w_https} }},
+]
+compression = {{ enabled = false }}
+logging = {{ enabled = false }}
+tls = {{ cert = "{d}/cert.pem", key = "{d}/key.pem" }}
+[[sites.apps]]
+path = "/app"
+program = "{app}"
+"#,
+        root = root.display(),
+        d = d.display(),
+        app = app_bin.display()
+    );
+    std::fs::write(d.join("web.toml"), cfg)?;
+    std::fs::write(
+        d.join("nginx.conf"),
+        format!(
+            "user root;\ndaemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n include /etc/nginx/mime.types;\n access_log off;\n sendfile on;\n tcp_nopush on;\n keepalive_requests 100000;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n server {{ listen 127.0.0.1:{n_http}; root {root}; }}\n server {{ listen 127.0.0.1:{n_https} ssl; http2 on; root {root}; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; }}\n server {{ listen 127.0.0.1:{n_proxy}; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+            d = d.display(),
+            root = root.display()
+        ),
+    )?;
+
+    let mut procs = Procs(Vec::new());
+    procs.0.push(
+        Command::new(&app_bin)
+            .env("PORT", app_port.to_string())
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    procs.0.push(
+        Command::new(nginx)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .arg("-p")
+            .arg(d)
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    procs.0.push(
+        Command::new(&web_bin)
+            .arg("--config")
+            .arg(d.join("web.toml"))
+            .args(["--workers", "2"])
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let nginx_pid = procs.0[1].id();
+    let web_pid = procs.0[2].id();
+    for p in [app_port, n_http, n_https, n_proxy, w_http, w_https] {
+        wait_port(p)?;
+    }
+    // The managed app comes up in the background.
+    wait_ok(&format!("http://127.0.0.1:{w_http}/app/"))?;
+
+    let cases: [(&str, &str, &[&str], u16, u16); 6] = [
+        ("small file", "/small.html", &[], w_http, n_http),
+        ("100 KB file", "/100k.bin", &[], w_http, n_http),
+        ("404", "/missing", &[], w_http, n_http),
+        (
+            "small, Connection: close",
+            "/small.html",
+            &["-H", "Connection: close"],
+            w_http,
+            n_http,
+        ),
+        ("small, HTTPS", "/small.html", &[], w_https, n_https),
+        ("app behind proxy", "/app/", &[], w_http, n_proxy),
+    ];
+    println!(
+        "{:<26} {:>12} {:>9} {:>12} {:>9} {:>7} {:>7}",
+        "case", "mote req/s", "p99 ms", "nginx req/s", "p99 ms", "ratio", "p99 ×"
+    );
+    let (mut rss_web, mut rss_nginx) = (0u64, 0u64);
+    for (name, path, extra, wp, np) in cases {
+        let scheme = |p: u16| {
+            if p == w_https || p == n_https {
+                "https"
+            } else {
+                "http"
+            }
+        };
+        let m = wrk(
+            &format!("{}://127.0.0.1:{wp}{path}", scheme(wp)),
+            extra,
+            secs,
+            web_pid,
+            &mut rss_web,
+            false,
+        )?;
+        let n = wrk(
+            &format!("{}://127.0.0.1:{np}{path}", scheme(np)),
+            extra,
+            secs,
+            nginx_pid,
+            &mut rss_nginx,
+            true,
+        )?;
+        println!(
+            "{:<26} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7.2} {:>7.2}",
+            name,
+            m.0,
+            m.1,
+            n.0,
+            n.1,
+            m.0 / n.0.max(1.0),
+            m.1 / n.1.max(0.001)
+        );
+    }
+    println!(
+        "peak RSS under load: mote-web {:.1} MB, nginx (master + workers) {:.1} MB",
+        rss_web as f64 / 1024.0,
+        rss_nginx as f64 / 1024.0
+    );
+    drop(procs);
+    Ok(())
+}
+
+/// Child processes terminated (SIGTERM, then wait) on drop.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().rev() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn target_dir() -> anyhow::Result<PathBuf> {
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Ok(PathBuf::from(t));
+    }
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?
+        .join("target"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_port(p: u16) -> anyhow::Result<()> {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("nothing listens on 127.0.0.1:{p} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn wait_ok(url: &str) -> anyhow::Result<()> {
+    let t = Instant::now();
+    loop {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "2",
+                url,
+            ])
+            .output()?;
+        if out.stdout == b"200" {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(15) {
+            bail!("{url} did not answer 200 within 15 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// VmRSS (kB) of `pid`, plus its children when `tree`.
+fn rss_kb(pid: u32, tree: bool) -> u64 {
+    let one = |p: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let mut total = one(&pid.to_string());
+    if tree {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        total += children.split_whitespace().map(one).sum::<u64>();
+    }
+    total
+}
+
+/// Runs wrk; returns (req/s, p99 ms) and samples RSS midway.
+fn wrk(
+    url: &str,
+    extra: &[&str],
+    secs: u64,
+    pid: u32,
+    peak: &mut u64,
+    tree: bool,
+) -> anyhow::Result<(f64, f64)> {
+    let child = Command::new("wrk")
+        .args(["-t2", "-c64", "--latency", "-d"])
+        .arg(format!("{secs}s"))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(secs * 500));
+    *peak = (*peak).max(rss_kb(pid, tree));
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("wrk {url}: no Requests/sec in\n{text}"))?;
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| parse_ms(v.trim()))
+        .unwrap_or(f64::NAN);
+    if text.contains("Non-2xx") && !url.ends_with("/missing") {
+        eprintln!("warning: {url}: non-2xx answers");
+    }
+    Ok((rps, p99))
+}
+
+/// wrk's latency ("1.23ms", "850.00us", "1.02s") in ms.
+fn parse_ms(v: &str) -> f64 {
+    let (num, mul) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.parse::<f64>().map_or(f64::NAN, |n| n * mul)
+}
