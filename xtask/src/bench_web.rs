@@ -123,7 +123,7 @@ program = "{app}"
     std::fs::write(
         d.join("nginx.conf"),
         format!(
-            "user root;\ndaemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n include /etc/nginx/mime.types;\n access_log off;\n sendfile on;\n tcp_nopush on;\n keepalive_requests 100000;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n server {{ listen 127.0.0.1:{n_http}; root {root}; }}\n server {{ listen 127.0.0.1:{n_https} ssl; http2 on; root {root}; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; }}\n server {{ listen 127.0.0.1:{n_proxy}; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+            "user root;\ndaemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n include /etc/nginx/mime.types;\n access_log off;\n sendfile on;\n tcp_nopush on;\n keepalive_requests 100000;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n server {{ listen 127.0.0.1:{n_http}; root {root}; }}\n server {{ listen 127.0.0.1:{n_https} ssl http2; root {root}; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; }}\n server {{ listen 127.0.0.1:{n_proxy}; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
             d = d.display(),
             root = root.display()
         ),
