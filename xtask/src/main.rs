@@ -129,7 +129,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     build_release()?;
     eprintln!("xtask: running every test…");
     run(Command::new(env!("CARGO"))
-        .args(["test", "--release", "--workspace"])
+        .args(["test", "--release", "--workspace", "--no-fail-fast"])
         .args(extra)
         .env("MOTE_BIN_DIR", release_dir()))
 }
