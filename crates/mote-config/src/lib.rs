@@ -81,5 +81,6 @@ pub use parse::{parse_mode, parse_owner, parse_user, ValueError};
 pub use password::PasswordError;
 pub use settings::{
     Firewall, FirewallRule, FirstBoot, Interface, Ipv4Mode, Ipv6Mode, Management, Network,
-    NodeSettings, Policy, Port, Protocol, RestartPolicy, Service, System, DEFAULT_MANAGEMENT_PORT,
+    NodeSettings, Policy, Port, Protocol, RestartPolicy, Roles, Service, System,
+    DEFAULT_MANAGEMENT_PORT, KNOWN_CAPABILITIES, KNOWN_PACKAGES, WEB_PORTS,
 };

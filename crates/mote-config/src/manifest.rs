@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::settings::{Firewall, FirstBoot, Management, Network, NodeSettings, Service, System};
+use crate::settings::{
+    Firewall, FirstBoot, Management, Network, NodeSettings, Roles, Service, System,
+};
 
 /// A whole manifest as written in TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +40,12 @@ pub struct Manifest {
     /// `[management]`
     #[serde(default)]
     pub management: Management,
+    /// `packages = ["web"]`: role packages to install.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// `[roles.NAME]`: the packages' settings sections.
+    #[serde(default)]
+    pub roles: Roles,
 }
 
 impl Manifest {
@@ -51,6 +59,8 @@ impl Manifest {
             services: self.services.clone(),
             first_boot: self.first_boot.clone(),
             management: self.management,
+            packages: self.packages.clone(),
+            roles: self.roles.clone(),
         }
     }
 }

@@ -27,6 +27,15 @@ impl NodeSettings {
                 protocol: crate::settings::Protocol::Tcp,
             });
         }
+        if self.packages.iter().any(|p| p == "web") {
+            let web = crate::settings::WEB_PORTS
+                .into_iter()
+                .chain(self.roles.web_binding_ports());
+            ports.extend(web.map(|number| Port {
+                number,
+                protocol: crate::settings::Protocol::Tcp,
+            }));
+        }
         ports.into_iter().collect()
     }
 }
@@ -139,6 +148,7 @@ mod tests {
             after: after.iter().map(|s| s.to_string()).collect(),
             ports: ports.to_vec(),
             stop_timeout_secs: 5,
+            capabilities: Vec::new(),
         }
     }
 

@@ -29,6 +29,59 @@ pub struct NodeSettings {
     /// Remote management (`moted`).
     #[serde(default)]
     pub management: Management,
+    /// Packages installed in the image (see [`KNOWN_PACKAGES`]).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// The roles' settings sections, read by the roles themselves.
+    #[serde(default)]
+    pub roles: Roles,
+}
+
+/// The packages `mote build` knows how to install.
+pub const KNOWN_PACKAGES: &[&str] = &["web"];
+
+/// Ports the web package opens in the firewall besides its bindings' ports.
+pub const WEB_PORTS: [u16; 2] = [80, 443];
+
+/// `[roles]`: one settings section per role package. Each is kept as JSON
+/// here and validated by the role's own server (`mote-web --check`), so that
+/// the schema lives in one place.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Roles {
+    /// `[roles.web]`: the web server's sites (see `roles/web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<serde_json::Value>,
+}
+
+impl Roles {
+    /// The TCP ports named by `roles.web`'s `sites[].bindings[].port`,
+    /// read loosely (the web server validates the section).
+    pub fn web_binding_ports(&self) -> Vec<u16> {
+        let mut ports = Vec::new();
+        let Some(web) = &self.web else { return ports };
+        for site in web
+            .get("sites")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+        {
+            for binding in site
+                .get("bindings")
+                .and_then(|b| b.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(port) = binding.get("port").and_then(|p| p.as_u64()) {
+                    if let Ok(port) = u16::try_from(port) {
+                        ports.push(port);
+                    }
+                }
+            }
+        }
+        ports
+    }
 }
 
 /// `[system]`
@@ -251,7 +304,14 @@ pub struct Service {
     /// Seconds between SIGTERM and SIGKILL at stop.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u32,
+    /// Capabilities kept when running as a non-root `user`; only
+    /// `net_bind_service` (bind ports below 1024) today.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
+
+/// The capabilities a service may keep.
+pub const KNOWN_CAPABILITIES: &[&str] = &["net_bind_service"];
 
 fn root() -> String {
     "root".into()

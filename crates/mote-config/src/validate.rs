@@ -49,7 +49,27 @@ impl NodeSettings {
             &mut problems,
         );
         check_management(&self.management, &self.services, &mut problems);
+        check_packages(&self.packages, &mut problems);
         finish(problems)
+    }
+}
+
+/// Each package must be one `mote build` knows, named once.
+fn check_packages(packages: &[String], out: &mut Problems) {
+    for (i, name) in packages.iter().enumerate() {
+        if !crate::settings::KNOWN_PACKAGES.contains(&name.as_str()) {
+            out.push(Invalid::new(
+                index("packages", i),
+                quote(name),
+                quote_all(crate::settings::KNOWN_PACKAGES),
+            ));
+        } else if packages[..i].contains(name) {
+            out.push(Invalid::new(
+                index("packages", i),
+                quote(name),
+                "each package once",
+            ));
+        }
     }
 }
 
@@ -69,6 +89,7 @@ impl Manifest {
             &mut problems,
         );
         check_management(&self.management, &self.services, &mut problems);
+        check_packages(&self.packages, &mut problems);
         for (i, file) in self.files.iter().enumerate() {
             check_file(&index("files", i), file, &mut problems);
         }
@@ -313,6 +334,15 @@ fn check_services(services: &BTreeMap<String, Service>, out: &mut Problems) {
         if let Err(err) = parse_user(&service.user) {
             out.push(value_problem(join(&path, "user"), err));
         }
+        for (i, cap) in service.capabilities.iter().enumerate() {
+            if !crate::settings::KNOWN_CAPABILITIES.contains(&cap.as_str()) {
+                out.push(Invalid::new(
+                    index(&join(&path, "capabilities"), i),
+                    quote(cap),
+                    quote_all(crate::settings::KNOWN_CAPABILITIES),
+                ));
+            }
+        }
         for (i, dep) in service.after.iter().enumerate() {
             let dep_path = index(&join(&path, "after"), i);
             if dep == name {
@@ -504,6 +534,7 @@ mod tests {
                     protocol: Protocol::Tcp,
                 }],
                 stop_timeout_secs: 5,
+                capabilities: Vec::new(),
             },
         );
         assert_eq!(paths(&node), ["management.port"]);

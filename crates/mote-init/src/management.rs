@@ -41,6 +41,7 @@ pub fn services(settings: &NodeSettings, moted: &Path) -> (BTreeMap<String, Serv
                     protocol: Protocol::Tcp,
                 }],
                 stop_timeout_secs: 5,
+                capabilities: Vec::new(),
             },
         );
         first.push(SERVICE.to_owned());

@@ -31,6 +31,7 @@ fn sleeper(tag: &str) -> Service {
         after: vec![],
         ports: vec![],
         stop_timeout_secs: 1,
+        capabilities: Vec::new(),
     }
 }
 

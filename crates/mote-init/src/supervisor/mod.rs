@@ -458,6 +458,7 @@ mod tests {
             after: after.iter().map(|s| s.to_string()).collect(),
             ports: vec![],
             stop_timeout_secs: 1,
+            capabilities: Vec::new(),
         }
     }
 
