@@ -93,7 +93,7 @@ pub fn build(
             package: kernel.package.clone(),
             bytes: sizes.kernel,
         },
-        packages: Vec::new(),
+        packages: inputs.manifest.packages.clone(),
         cmdline,
         files: userland
             .files()
@@ -208,11 +208,38 @@ fn plan_userland(inputs: &BuildInputs, module_list: String) -> Result<Layout, Im
         layout.insert("usr/bin/moted".into(), moted_entry)?;
     }
 
-    let mut settings = serde_json::to_vec_pretty(&manifest.settings()).unwrap_or_default();
+    // packages = ["web"]: the web server, run by PID 1 as the service `web`.
+    let web = manifest.packages.iter().any(|p| p == "web");
+    if web {
+        let path = inputs.bin_dir.join("mote-web");
+        let meta = std::fs::metadata(&path)
+            .ok()
+            .filter(|m| m.is_file())
+            .ok_or_else(|| ImageBuildError::MissingWeb { path: path.clone() })?;
+        crate::elf::check_static(
+            &path,
+            &File::open(&path).map_err(io_error("reading", &path))?,
+        )?;
+        let entry = Entry {
+            kind: Kind::File {
+                content: Content::Host(path.clone()),
+                size: meta.len(),
+            },
+            ..Entry::dir(0o755, "packages \"web\"")
+        };
+        layout.insert("usr/bin/mote-web".into(), entry)?;
+    }
+
+    let mut node_settings = manifest.settings();
+    if web && node_settings.roles.web.is_none() {
+        node_settings.roles.web = Some(default_web_settings());
+    }
+    let mut settings = serde_json::to_vec_pretty(&node_settings).unwrap_or_default();
     settings.push(b'\n');
-    let passwd =
-        "root:x:0:0:root:/:/nonexistent\nnobody:x:65534:65534:nobody:/nonexistent:/nonexistent\n";
-    let group = "root:x:0:\nnobody:x:65534:\n";
+    let passwd = "root:x:0:0:root:/:/nonexistent\n\
+                  www-data:x:33:33:www-data:/nonexistent:/nonexistent\n\
+                  nobody:x:65534:65534:nobody:/nonexistent:/nonexistent\n";
+    let group = "root:x:0:\nwww-data:x:33:\nnobody:x:65534:\n";
     let hostname = format!("{}\n", manifest.system.hostname);
     for (path, bytes) in [
         ("etc/mote/settings.json", settings),
@@ -274,8 +301,32 @@ fn plan_userland(inputs: &BuildInputs, module_list: String) -> Result<Layout, Im
         }
         .add(&mut layout, &source, path)?;
     }
+    if web && !layout.entries.contains_key(DEFAULT_PAGE) {
+        layout.insert(
+            DEFAULT_PAGE.into(),
+            Entry::bytes(DEFAULT_INDEX.as_bytes().to_vec(), 0o644, "packages \"web\""),
+        )?;
+    }
     layout.add_parents(None);
     Ok(layout)
+}
+
+/// The page the web package serves when `[[files]]` bring none.
+const DEFAULT_PAGE: &str = "srv/www/index.html";
+const DEFAULT_INDEX: &str =
+    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>mote</title></head>\n\
+<body><h1>mote web</h1><p>This node serves the default site from /srv/www.</p></body></html>\n";
+
+/// `roles.web` when the manifest names the web package without one: site
+/// `default` on `http://*:80`, root `/srv/www`.
+pub(crate) fn default_web_settings() -> serde_json::Value {
+    serde_json::json!({
+        "sites": [{
+            "name": "default",
+            "root": "/srv/www",
+            "bindings": [{"scheme": "http", "port": 80}],
+        }]
+    })
 }
 
 /// The second segment: the module files under `lib/modules/VERSION`,

@@ -40,6 +40,17 @@ pub enum ImageBuildError {
         path: PathBuf,
     },
 
+    /// The `web` package is named but the bin dir has no `mote-web`.
+    #[error(
+        "{} not found: packages names \"web\", so the image carries the static mote-web; build \
+         the workspace with `cargo build --release` first (or point --bin-dir / MOTE_BIN_DIR at it)",
+        path.display()
+    )]
+    MissingWeb {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+
     /// A `bin:NAME` source is not in the bin dir.
     #[error(
         "[[files]] {destination}: bin:{name} is {} which does not exist; run `cargo build --release` first \

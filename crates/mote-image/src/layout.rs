@@ -160,7 +160,7 @@ pub(crate) fn reserved(path: &str) -> Option<&'static str> {
     match path {
         "init" => Some("/init is mote-init, the node's PID 1"),
         "etc/passwd" | "etc/group" => {
-            Some("mote writes the node's users and groups (root and nobody)")
+            Some("mote writes the node's users and groups (root, www-data and nobody)")
         }
         "etc/hostname" => Some("mote writes it from [system] hostname"),
         "dev/console" => Some("/dev/console is the console device node the kernel gives PID 1"),

@@ -12,7 +12,7 @@ pub struct BuildReport {
     pub manifest: ManifestReport,
     /// The kernel in the image.
     pub kernel: KernelReport,
-    /// Packages installed (none yet: packages are future work).
+    /// Packages installed (`packages` of the manifest).
     pub packages: Vec<String>,
     /// The kernel command line (also in `cmdline`).
     pub cmdline: String,

@@ -569,3 +569,57 @@ fn unknown_drivers_name_the_kernel_and_the_nearest() {
         "{message}"
     );
 }
+
+#[test]
+fn the_web_package_installs_mote_web_a_default_site_and_page() {
+    let fixture = Fixture::new();
+    let text = format!("packages = [\"web\"]\n{MANIFEST}");
+    let message = error(&fixture, &text);
+    assert!(
+        message.contains(&format!(
+            "{} not found",
+            fixture.path("bin/mote-web").display()
+        )) && message.contains("\"web\""),
+        "{message}"
+    );
+    std::fs::write(fixture.path("bin/mote-web"), executable_elf(None)).unwrap();
+    std::fs::set_permissions(
+        fixture.path("bin/mote-web"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let report = fixture.build_text(&text, "out").unwrap();
+    assert_eq!(report.packages, ["web"]);
+    let initrd = std::fs::read(fixture.path("out/initrd.img")).unwrap();
+    let (_, userland, _) = segments(&initrd);
+    assert_eq!(userland["usr/bin/mote-web"].mode, 0o100755);
+    let page = String::from_utf8_lossy(&userland["srv/www/index.html"].data).into_owned();
+    assert!(page.contains("mote web"), "{page}");
+    let passwd = String::from_utf8_lossy(&userland["etc/passwd"].data).into_owned();
+    assert!(passwd.contains("\nwww-data:x:33:33:"), "{passwd}");
+    let settings: serde_json::Value =
+        serde_json::from_slice(&userland["etc/mote/settings.json"].data).unwrap();
+    assert_eq!(settings["packages"], serde_json::json!(["web"]));
+    let site = &settings["roles"]["web"]["sites"][0];
+    assert_eq!(site["name"], "default");
+    assert_eq!(site["root"], "/srv/www");
+    assert_eq!(site["bindings"][0]["port"], 80);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.path("out/build.json")).unwrap()).unwrap();
+    assert_eq!(json["packages"], serde_json::json!(["web"]));
+
+    // The user's page and roles.web win.
+    let text = format!(
+        "packages = [\"web\"]\n{}[[files]]\nsource = \"site/\"\ndestination = \"/srv/www/\"\n\
+         [[roles.web.sites]]\nname = \"mine\"\nroot = \"/srv/www/site\"\n\
+         bindings = [{{ scheme = \"http\", port = 8080 }}]\n",
+        with_files("")
+    );
+    fixture.build_text(&text, "out2").unwrap();
+    let initrd = std::fs::read(fixture.path("out2/initrd.img")).unwrap();
+    let (_, userland, _) = segments(&initrd);
+    let settings: serde_json::Value =
+        serde_json::from_slice(&userland["etc/mote/settings.json"].data).unwrap();
+    assert_eq!(settings["roles"]["web"]["sites"][0]["name"], "mine");
+    assert!(userland.contains_key("srv/www/site/index.html"));
+}
