@@ -136,7 +136,21 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
             Outcome::Nothing | Outcome::NoStateDisk => {}
         }
         node.boot.mark("first-boot");
-        let (services, first) = management::services(&settings, &node.options.moted);
+        let (mut services, first) = management::services(&settings, &node.options.moted);
+        if management::has_web(&settings) {
+            if let Err(e) = management::write_web_config(&settings, &node.options.web_config) {
+                events.error(
+                    "web",
+                    format!("cannot write {}: {e}", node.options.web_config.display()),
+                );
+            }
+            management::add_web(
+                &mut services,
+                &settings,
+                &node.options.web,
+                &node.options.web_config,
+            );
+        }
         supervisor.start_all(services, first);
         let states = supervisor.wait_settled(Duration::from_secs(30)).await;
         node.boot.mark("services");

@@ -755,6 +755,7 @@ fn apply_over_the_control_socket_reconfigures_the_interface() {
                 firewall: false,
                 network: true,
                 moted,
+                ..NodeOptions::default()
             };
             let node = Arc::new(Node::new(
                 events.clone(),

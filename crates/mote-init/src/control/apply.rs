@@ -11,7 +11,9 @@
 //!    its DHCP client stopped, the addresses and default routes on it
 //!    removed, then configured afresh as at boot; resolv.conf rewritten;
 //! 4. `services` — removed ones stop, added ones start, changed ones restart
-//!    (`moted` included, as the built-in service).
+//!    (`moted` included, as the built-in service); a changed `roles.web` is
+//!    written to `/run/mote/roles/web.json` and the `web` service gets
+//!    SIGHUP (it reloads without a restart).
 //!
 //! The first part that fails stops the apply, and the error names it.
 //! Because the new settings are already in force, re-applying the previous
@@ -86,9 +88,44 @@ async fn apply_parts(node: &Node, new: NodeSettings, services: bool) -> Result<(
         }
     }
 
+    let web_changed = old.roles.web != new.roles.web || old.packages != new.packages;
+    if web_changed && management::has_web(&new) {
+        management::write_web_config(&new, &node.options.web_config).map_err(|e| {
+            format!(
+                "roles.web: cannot write {}: {e}",
+                node.options.web_config.display()
+            )
+        })?;
+    }
     if services {
-        let (services, first) = management::services(&new, &node.options.moted);
+        let (mut services, first) = management::services(&new, &node.options.moted);
+        management::add_web(
+            &mut services,
+            &new,
+            &node.options.web,
+            &node.options.web_config,
+        );
+        let web_before = node
+            .supervisor
+            .specs()
+            .get(management::WEB_SERVICE)
+            .cloned();
         node.supervisor.replace(services, first).await;
+        // Same service, new sites: the server reloads its file on SIGHUP.
+        if web_changed
+            && web_before.is_some()
+            && web_before
+                == node
+                    .supervisor
+                    .specs()
+                    .get(management::WEB_SERVICE)
+                    .cloned()
+        {
+            node.supervisor
+                .signal(management::WEB_SERVICE, libc::SIGHUP)
+                .map_err(|e| format!("roles.web: cannot reload the web server: {e}"))?;
+            events.info("init", "web server reloading its sites");
+        }
     }
     events.info("init", "new settings applied");
     Ok(())

@@ -66,6 +66,11 @@ pub struct NodeOptions {
     /// The management agent's binary; run as service `moted` when it exists
     /// and management is enabled.
     pub moted: PathBuf,
+    /// The web server's binary; run as service `web` when it exists and
+    /// the settings name the web package.
+    pub web: PathBuf,
+    /// Where the `roles.web` section is written for the web server.
+    pub web_config: PathBuf,
 }
 
 impl Default for NodeOptions {
@@ -75,6 +80,8 @@ impl Default for NodeOptions {
             firewall: true,
             network: true,
             moted: PathBuf::from(crate::management::MOTED),
+            web: PathBuf::from(crate::management::WEB),
+            web_config: PathBuf::from(crate::management::WEB_CONFIG),
         }
     }
 }
@@ -163,7 +170,7 @@ impl Node {
             init_ms: self.boot.init_ms,
             ready_ms: *lock(&self.boot.ready_ms),
             boot_timeline: lock(&self.boot.timeline).clone(),
-            packages: Vec::new(),
+            packages: self.settings().packages,
         }
     }
 }

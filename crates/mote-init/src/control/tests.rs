@@ -72,6 +72,8 @@ async fn harness(initial: NodeSettings) -> Harness {
         firewall: false,
         network: false,
         moted: dir.path().join("no-moted"),
+        web: dir.path().join("no-mote-web"),
+        web_config: dir.path().join("web.json"),
     };
     let node = Arc::new(Node::new(events, supervisor, initial, 5, options, tx));
     serve(&path, Arc::clone(&node)).unwrap();

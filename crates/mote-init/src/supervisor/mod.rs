@@ -14,6 +14,7 @@
 //! its own cgroup v2 directory `ROOT/NAME`: the child writes its own pid into
 //! `cgroup.procs` between fork and exec, so everything it forks is counted.
 
+pub mod caps;
 mod logs;
 pub mod reaper;
 pub mod service;
@@ -48,6 +49,9 @@ pub enum SupervisorError {
         /// The names there are.
         known: String,
     },
+    /// The service has no running process.
+    #[error("service {0:?} is not running")]
+    NotRunning(String),
 }
 
 struct Entry {
@@ -268,6 +272,24 @@ impl Supervisor {
             .filter_map(|name| table.entries.get(name).map(|e| (name, e)))
             .map(|(name, e)| info(name, e))
             .collect()
+    }
+
+    /// Send `signal` to `name`'s running process (not its group).
+    pub fn signal(&self, name: &str, signal: i32) -> Result<(), SupervisorError> {
+        let table = self.table();
+        let Some(entry) = table.entries.get(name) else {
+            return Err(table.unknown(name));
+        };
+        let pid = match *entry.state.borrow() {
+            State::Starting { pid } | State::Ready { pid } => pid,
+            _ => return Err(SupervisorError::NotRunning(name.to_owned())),
+        };
+        // SAFETY: kill has no memory preconditions; the pid is our child,
+        // not yet reaped (its state would no longer be running).
+        if unsafe { libc::kill(pid as i32, signal) } != 0 {
+            return Err(SupervisorError::NotRunning(name.to_owned()));
+        }
+        Ok(())
     }
 
     /// Start `name` if it is not running; clears a failed or stopped state.

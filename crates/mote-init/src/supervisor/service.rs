@@ -342,7 +342,15 @@ impl Runner {
             }
         }
         if let Ok((uid, gid)) = mote_config::parse_user(&self.spec.user) {
-            if uid != 0 || gid != 0 {
+            let caps = super::caps::numbers(&self.spec.capabilities);
+            if (uid != 0 || gid != 0) && !caps.is_empty() {
+                // SAFETY: `switch_user_keeping` only makes system calls on
+                // integers and stack memory (the Vec was made before the
+                // fork); it runs after the cgroup closure, still as root.
+                unsafe {
+                    command.pre_exec(move || super::caps::switch_user_keeping(uid, gid, &caps));
+                }
+            } else if uid != 0 || gid != 0 {
                 // std drops supplementary groups, then sets gid and uid.
                 command.uid(uid).gid(gid);
             }
