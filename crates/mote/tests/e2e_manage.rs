@@ -89,8 +89,24 @@ fn wait_for<T>(what: &str, patience: Duration, mut probe: impl FnMut() -> Option
 
 /// `mote run` in the foreground as our child, so its exit code is QEMU's.
 struct Booted {
-    child: Child,
+    child: Option<Child>,
     ready: serde_json::Value,
+    state: std::path::PathBuf,
+    name: String,
+}
+
+/// A test that fails midway must not leave its VM running: QEMU lives in
+/// its own process group, so killing `mote run` alone would orphan it.
+impl Drop for Booted {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = mote(&self.state)
+                .args(["stop", &self.name, "--timeout", "5"])
+                .output();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn boot(state: &Path, image: &Path, name: &str, forwards: &[(u16, u16)]) -> Booted {
@@ -112,7 +128,12 @@ fn boot(state: &Path, image: &Path, name: &str, forwards: &[(u16, u16)]) -> Boot
             state.display()
         )
     });
-    Booted { child, ready }
+    Booted {
+        child: Some(child),
+        ready,
+        state: state.to_path_buf(),
+        name: name.to_owned(),
+    }
 }
 
 fn stop(state: &Path, name: &str, booted: Booted) -> String {
@@ -125,7 +146,11 @@ fn stop(state: &Path, name: &str, booted: Booted) -> String {
         "mote stop failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut child = booted.child;
+    let mut booted = booted;
+    let mut child = booted
+        .child
+        .take()
+        .expect("a booted node has its mote run child");
     let status = wait_for("mote run to end", Duration::from_secs(40), || {
         child.try_wait().ok().flatten()
     });
@@ -228,7 +253,12 @@ fn hello_node_is_managed_over_its_api_across_a_reboot() {
     let v = remote(
         st,
         name,
-        &["settings", "set", "services.hello.env.E2E_MARK", "kept"],
+        &[
+            "settings",
+            "set",
+            "services.hello.environment.E2E_MARK",
+            "kept",
+        ],
     );
     let version = v["version"].as_u64().unwrap();
     stop(st, name, node);
@@ -242,7 +272,7 @@ fn hello_node_is_managed_over_its_api_across_a_reboot() {
     let got = remote(
         st,
         name,
-        &["settings", "get", "services.hello.env.E2E_MARK"],
+        &["settings", "get", "services.hello.environment.E2E_MARK"],
     );
     assert_eq!(got["value"], "kept");
     assert!(got["version"].as_u64().unwrap() >= version);
