@@ -29,7 +29,7 @@ pub struct NodeSettings {
     /// Remote management (`moted`).
     #[serde(default)]
     pub management: Management,
-    /// Packages installed in the image (see [`KNOWN_PACKAGES`]).
+    /// Packages installed in the image; only `web` today.
     #[serde(default)]
     pub packages: Vec<String>,
     /// The roles' settings sections, read by the roles themselves.
@@ -44,8 +44,9 @@ pub const KNOWN_PACKAGES: &[&str] = &["web"];
 pub const WEB_PORTS: [u16; 2] = [80, 443];
 
 /// `[roles]`: one settings section per role package. Each is kept as JSON
-/// here and validated by the role's own server (`mote-web --check`), so that
-/// the schema lives in one place.
+/// here and validated by the role's own server when it loads it (mote-web
+/// keeps its previous sites when a reload fails), so that the schema lives
+/// in one place.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -297,3 +297,76 @@ async fn the_socket_is_root_only() {
     let mode = std::fs::metadata(&h.path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A changed `roles.web` rewrites the file and reloads the running web
+/// server with SIGHUP: same pid, no restart.
+#[tokio::test(flavor = "current_thread")]
+async fn a_changed_roles_web_reloads_the_web_service() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: the web service runs as www-data, which needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hups = dir.path().join("hups");
+    std::fs::write(&hups, "").unwrap();
+    std::fs::set_permissions(&hups, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let web = dir.path().join("mote-web");
+    std::fs::write(
+        &web,
+        format!(
+            "#!/bin/sh\ntrap 'echo hup >> {}' HUP\nwhile :; do sleep 0.05; done\n",
+            hups.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&web, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("roles/web.json");
+    let options = NodeOptions {
+        hostname: false,
+        firewall: false,
+        network: false,
+        moted: dir.path().join("no-moted"),
+        web: web.clone(),
+        web_config: config.clone(),
+    };
+    let mut initial = settings(&[]);
+    initial.packages = vec!["web".into()];
+    initial.roles.web = Some(serde_json::json!({"sites": []}));
+    crate::management::write_web_config(&initial, &config).unwrap();
+    let mut services = BTreeMap::new();
+    crate::management::add_web(&mut services, &initial, &web, &config);
+    let events = Events::new(false);
+    let reaper = Reaper::start().unwrap();
+    let supervisor = Supervisor::new(&reaper, &events, Limits::default(), None);
+    supervisor.start_all(services, vec![]);
+    supervisor.wait_settled(Duration::from_secs(10)).await;
+    let pid = |s: &Supervisor| {
+        s.infos()
+            .iter()
+            .find(|i| i.name == "web")
+            .and_then(|i| i.pid)
+    };
+    let before = pid(&supervisor).expect("web runs");
+    // Let the shell install its trap.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (tx, _power) = mpsc::channel(1);
+    let node = Node::new(events, supervisor.clone(), initial.clone(), 5, options, tx);
+
+    let mut new = initial.clone();
+    new.roles.web = Some(serde_json::json!({"sites": [{"name": "b"}]}));
+    super::apply::apply(&node, new).await.unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(written["sites"][0]["name"], "b");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&hups).unwrap().contains("hup") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&hups).unwrap(), "hup\n");
+    assert_eq!(pid(&supervisor), Some(before), "reloaded, not restarted");
+    supervisor.stop_all().await;
+}
