@@ -120,6 +120,7 @@ impl AppPool {
         mut req: Request<hyper::body::Incoming>,
         client_ip: std::net::IpAddr,
         https: bool,
+        max_body: u64,
     ) -> Response<Body> {
         let port = match self.pick() {
             Some(p) => p,
@@ -172,10 +173,14 @@ impl AppPool {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, u.clone());
         }
-        let out = Request::from_parts(parts, Body::Incoming(body));
+        let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let out = Request::from_parts(parts, Body::limited(body, max_body, over.clone()));
         let timeout = Duration::from_secs(self.config.request_timeout_secs);
         let resp = match tokio::time::timeout(timeout, self.client.request(out)).await {
             Err(_) => return status(StatusCode::GATEWAY_TIMEOUT),
+            Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {
+                return status(StatusCode::PAYLOAD_TOO_LARGE)
+            }
             Ok(Err(_)) => return status(StatusCode::BAD_GATEWAY),
             Ok(Ok(r)) => r,
         };

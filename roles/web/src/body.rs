@@ -8,6 +8,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -19,6 +22,15 @@ pub(crate) enum Body {
     Full(Option<Bytes>),
     File(FileBody),
     Incoming(Incoming),
+    /// A proxied request body counted against the site's limit: a chunked
+    /// upload has no Content-Length for the filter to check up front.
+    Limited(LimitedBody),
+}
+
+pub(crate) struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    over: Arc<AtomicBool>,
 }
 
 pub(crate) struct FileBody {
@@ -39,6 +51,16 @@ impl Body {
         } else {
             Body::Full(Some(b))
         }
+    }
+
+    /// `inner`, failing once more than `limit` bytes have come, and then
+    /// setting `over` so the caller can answer 413.
+    pub(crate) fn limited(inner: Incoming, limit: u64, over: Arc<AtomicBool>) -> Self {
+        Body::Limited(LimitedBody {
+            inner,
+            remaining: limit,
+            over,
+        })
     }
 
     /// `file` positioned at the first byte to send; `len` bytes are sent.
@@ -62,6 +84,21 @@ impl hyper::body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(io::Error::other),
+            Body::Limited(l) => {
+                let frame = ready!(Pin::new(&mut l.inner).poll_frame(cx))
+                    .map(|f| f.map_err(io::Error::other));
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                    let len = data.map_or(0, |d| d.len() as u64);
+                    if len > l.remaining {
+                        l.over.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(io::Error::other(
+                            "request body over the site's limit",
+                        ))));
+                    }
+                    l.remaining -= len;
+                }
+                Poll::Ready(frame)
+            }
             Body::File(f) => {
                 if f.remaining == 0 {
                     return Poll::Ready(None);
@@ -91,6 +128,7 @@ impl hyper::body::Body for Body {
             Body::Full(b) => b.is_none(),
             Body::File(f) => f.remaining == 0,
             Body::Incoming(b) => b.is_end_stream(),
+            Body::Limited(l) => l.inner.is_end_stream(),
         }
     }
 
@@ -99,6 +137,7 @@ impl hyper::body::Body for Body {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::File(f) => SizeHint::with_exact(f.remaining),
             Body::Incoming(b) => b.size_hint(),
+            Body::Limited(l) => l.inner.size_hint(),
         }
     }
 }

@@ -54,6 +54,11 @@ impl Filter {
     }
 
     /// Checks the request head; on success gives the percent-decoded path.
+    /// Largest request body the site accepts, in bytes.
+    pub(crate) fn max_body(&self) -> u64 {
+        self.max_body
+    }
+
     pub(crate) fn check(&self, parts: &Parts) -> Result<String, Reject> {
         if !self.verbs.iter().any(|v| v == parts.method.as_str()) {
             return Err(reject(StatusCode::METHOD_NOT_ALLOWED, 6));

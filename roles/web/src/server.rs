@@ -372,7 +372,12 @@ async fn pipeline(
         .max_by_key(|a| a.config.path.len())
     {
         let req = Request::from_parts(parts, body);
-        return (app.proxy(req, conn.peer.ip(), conn.https).await, 0, user);
+        let max_body = site.filter.max_body();
+        return (
+            app.proxy(req, conn.peer.ip(), conn.https, max_body).await,
+            0,
+            user,
+        );
     }
     drop(body);
     let resp = static_files::serve(

@@ -410,6 +410,46 @@ stdout_log = "{log}"
 }
 
 #[test]
+fn regression_a_chunked_body_over_the_limit_is_refused_with_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let port = free_port();
+    let cfg = app_config(
+        &root,
+        port,
+        "[sites.request_filtering]\nmax_body_bytes = 1000",
+    );
+    let _web = Web::start(dir, &cfg, &[port], &[]);
+    let t = Instant::now();
+    while curl(&[&url(port, "/app/pid")]).status != 200 {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the app did not come up"
+        );
+    }
+    let small = "x".repeat(500);
+    let big = "x".repeat(5000);
+    let chunked = ["-H", "Transfer-Encoding: chunked", "--data-binary"];
+    let ok = curl(&[
+        chunked[0],
+        chunked[1],
+        chunked[2],
+        &small,
+        &url(port, "/app/echo"),
+    ]);
+    assert_eq!((ok.status, ok.text().len()), (200, 500));
+    let refused = curl(&[
+        chunked[0],
+        chunked[1],
+        chunked[2],
+        &big,
+        &url(port, "/app/echo"),
+    ]);
+    assert_eq!(refused.status, 413);
+}
+
+#[test]
 fn app_backends_proxy_upgrade_timeout_restart() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("www");
