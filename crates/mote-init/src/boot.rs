@@ -144,6 +144,12 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
                     format!("cannot write {}: {e}", node.options.web_config.display()),
                 );
             }
+            if let Err(e) = management::prepare_web_logs(Path::new(management::WEB_LOGS)) {
+                events.warn(
+                    "web",
+                    format!("cannot prepare {}: {e}", management::WEB_LOGS),
+                );
+            }
             management::add_web(
                 &mut services,
                 &settings,

@@ -60,6 +60,16 @@ pub const WEB_METRICS: &str = "127.0.0.1:9180";
 /// The unprivileged user the web server runs as (`www-data`).
 pub const WEB_USER: &str = "33:33";
 
+/// mote-web's default log directory, made for `www-data` before it starts.
+pub const WEB_LOGS: &str = "/var/log/mote-web";
+
+/// Creates `dir` owned by `www-data` (33:33), mode 0755, so the web server
+/// can write its sites' logs there.
+pub fn prepare_web_logs(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::chown(dir, Some(33), Some(33))
+}
+
 /// Whether `settings` install the web package.
 pub fn has_web(settings: &NodeSettings) -> bool {
     settings.packages.iter().any(|p| p == "web")
