@@ -26,7 +26,10 @@ fn check_accepts_the_hello_example_and_says_what_it_opens() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["valid"], true);
     assert_eq!(report["image"], "hello");
-    assert_eq!(report["open_ports"], serde_json::json!(["5986/tcp", "8080/tcp"]));
+    assert_eq!(
+        report["open_ports"],
+        serde_json::json!(["5986/tcp", "8080/tcp"])
+    );
 }
 
 #[test]
