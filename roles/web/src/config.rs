@@ -81,6 +81,10 @@ fn any_address() -> IpAddr {
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     pub name: String,
+    /// A stopped site (`false`) keeps its settings but serves nothing: its
+    /// bindings do not listen and its apps and log are not started.
+    #[serde(default = "yes")]
+    pub enabled: bool,
     pub bindings: Vec<Binding>,
     pub root: PathBuf,
     #[serde(default)]
@@ -594,6 +598,7 @@ error_pages = { "404" = "404.html" }
         assert_eq!(site.default_documents.files[0], "index.html");
         assert!(!site.directory_browsing);
         assert!(site.compression.enabled);
+        assert!(site.enabled);
         assert_eq!(site.bindings[0].address, any_address());
     }
 

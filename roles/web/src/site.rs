@@ -169,7 +169,9 @@ pub(crate) fn compile(
 ) -> Result<Compiled, SiteError> {
     let mut sites = Vec::new();
     let mut routes: HashMap<SocketAddr, ListenerRoutes> = HashMap::new();
-    for (i, c) in s.sites.iter().enumerate() {
+    for c in s.sites.iter().filter(|c| c.enabled) {
+        // Index into `sites` (disabled sites are not compiled).
+        let i = sites.len();
         let old_site = old.and_then(|o| o.sites.iter().find(|x| x.name == c.name));
         let root = std::fs::canonicalize(&c.root).map_err(|source| SiteError::Root {
             site: c.name.clone(),

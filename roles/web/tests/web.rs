@@ -748,3 +748,54 @@ fn same_answers_as_nginx() {
         diffs.join("\n")
     );
 }
+
+fn wait_closed(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "port {port} still open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn disabled_sites_do_not_listen_and_reload_flips_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let (a, b) = (free_port(), free_port());
+    let cfg = |on: bool, off: bool| {
+        format!(
+            "[[sites]]\nname = \"on\"\nenabled = {on}\nroot = \"{r}\"\nlogging = {{ enabled = false }}\n\
+             bindings = [{{ scheme = \"http\", address = \"127.0.0.1\", port = {a} }}]\n\
+             [[sites]]\nname = \"off\"\nenabled = {off}\nroot = \"{r}\"\nlogging = {{ enabled = false }}\n\
+             bindings = [{{ scheme = \"http\", address = \"127.0.0.1\", port = {b} }}]\n",
+            r = root.display()
+        )
+    };
+    let web = Web::start(dir, &cfg(true, false), &[a], &[]);
+    assert_eq!(curl(&[&url(a, "/hello.txt")]).status, 200);
+    assert!(
+        TcpStream::connect(("127.0.0.1", b)).is_err(),
+        "a disabled site's binding listens"
+    );
+    let hup = || {
+        let st = Command::new("kill")
+            .args(["-HUP", &web.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    // Enabling opens its listener.
+    std::fs::write(web.path().join("web.toml"), cfg(true, true)).unwrap();
+    hup();
+    wait_port(b);
+    assert_eq!(curl(&[&url(b, "/hello.txt")]).status, 200);
+    // Disabling closes it; the other site keeps serving.
+    std::fs::write(web.path().join("web.toml"), cfg(false, true)).unwrap();
+    hup();
+    wait_closed(a);
+    assert_eq!(curl(&[&url(b, "/hello.txt")]).status, 200);
+}
