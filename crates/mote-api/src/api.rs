@@ -271,6 +271,37 @@ pub struct Performance {
     pub network: Vec<NetDev>,
     /// Per service CPU and memory, from its cgroup.
     pub services: Vec<ServicePerf>,
+    /// Per site figures of the web package (`mote-web --metrics`), when the
+    /// node has it and it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<Vec<WebSitePerf>>,
+}
+
+/// One web site's counters since mote-web started.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct WebSitePerf {
+    /// Site name.
+    pub site: String,
+    /// Requests answered.
+    pub requests: u64,
+    /// Responses with a 1xx status.
+    pub status_1xx: u64,
+    /// Responses with a 2xx status.
+    pub status_2xx: u64,
+    /// Responses with a 3xx status.
+    pub status_3xx: u64,
+    /// Responses with a 4xx status.
+    pub status_4xx: u64,
+    /// Responses with a 5xx status.
+    pub status_5xx: u64,
+    /// Bytes sent.
+    pub sent_bytes: u64,
+    /// Median latency, ms, estimated from the histogram buckets (None
+    /// before the first request).
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile latency, ms, estimated likewise.
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// CPU use over the interval since the previous measurement (or a short sample).

@@ -130,6 +130,7 @@ pub async fn start(config: Config, init: Arc<dyn Init>) -> Result<Running, Start
         state_dir: config.state_dir.clone(),
         cpu: Mutex::new(None),
         token_ttl: config.token_ttl,
+        web_metrics: Mutex::new(core::web::DEFAULT_ADDR),
     });
     let listener = TcpListener::bind(config.listen)
         .await

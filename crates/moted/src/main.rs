@@ -30,6 +30,9 @@ struct Args {
     /// Token lifetime, seconds.
     #[arg(long, default_value_t = 3600)]
     token_ttl_secs: u64,
+    /// Where `mote-web --metrics` answers (read when the web package is on).
+    #[arg(long, default_value_t = moted::core::web::DEFAULT_ADDR)]
+    web_metrics: SocketAddr,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +63,9 @@ fn main() -> anyhow::Result<()> {
         let running = moted::start(config, init)
             .await
             .context("moted cannot start")?;
+        if let Ok(mut a) = running.app.web_metrics.lock() {
+            *a = args.web_metrics;
+        }
         println!("moted listening on {}", running.addr);
         println!("fingerprint {}", running.fingerprint);
         running.task.await.context("the accept loop ended")

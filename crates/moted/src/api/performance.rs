@@ -16,7 +16,23 @@ use crate::app::lock;
 use crate::core::perf;
 use crate::error::ApiError;
 
-async fn measure(app: &AppState) -> Result<Performance, ApiError> {
+/// mote-web's metrics text, when the settings name the `web` package and it
+/// answers in time.
+async fn web_text(app: &AppState) -> Result<Option<String>, ApiError> {
+    let on = lock(&app.store)?
+        .current()
+        .settings
+        .packages
+        .iter()
+        .any(|p| p == "web");
+    if !on {
+        return Ok(None);
+    }
+    let addr = *lock(&app.web_metrics)?;
+    Ok(crate::core::web::fetch(addr).await)
+}
+
+async fn measure(app: &AppState) -> Result<(Performance, Option<String>), ApiError> {
     let prev = *lock(&app.cpu)?;
     let (t0, a) = match prev {
         Some(p) if p.0.elapsed() >= Duration::from_millis(50) => p,
@@ -37,7 +53,9 @@ async fn measure(app: &AppState) -> Result<Performance, ApiError> {
     for p in [Path::new("/"), app.state_dir.as_path()] {
         disks.extend(perf::disk(p));
     }
-    Ok(Performance {
+    let web_text = web_text(app).await?;
+    let web = web_text.as_deref().map(crate::core::web::sites);
+    let p = Performance {
         time_ms: crate::now_ms(),
         cpu: Cpu {
             cpus: perf::cpus(),
@@ -49,11 +67,13 @@ async fn measure(app: &AppState) -> Result<Performance, ApiError> {
         disks,
         network: perf::net_dev(&std::fs::read_to_string("/proc/net/dev").unwrap_or_default()),
         services,
-    })
+        web,
+    };
+    Ok((p, web_text))
 }
 
 pub async fn get(State(app): State<AppState>) -> Result<Json<Performance>, ApiError> {
-    Ok(Json(measure(&app).await?))
+    Ok(Json(measure(&app).await?.0))
 }
 
 /// The same figures in Prometheus text format.
@@ -119,9 +139,14 @@ pub fn prometheus(p: &Performance) -> String {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let p = measure(&app).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prometheus(&p),
-    ))
+    let (p, web) = measure(&app).await?;
+    let mut text = prometheus(&p);
+    if let Some(web) = web {
+        // mote-web's own figures, unchanged.
+        text.push_str(&web);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

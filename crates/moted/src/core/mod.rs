@@ -3,3 +3,4 @@
 pub mod json;
 pub mod perf;
 pub mod procs;
+pub mod web;

@@ -1,0 +1,318 @@
+//! The web package's figures: fetches `mote-web --metrics` (Prometheus text
+//! on a loopback port) and turns it into per site [`WebSitePerf`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mote_api::api::WebSitePerf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Where mote-web serves its metrics unless told otherwise.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9180,
+));
+
+/// The whole exchange (connect, ask, read) must end within this.
+pub const TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Larger answers are refused.
+const MAX_BYTES: usize = 4 << 20;
+
+/// `GET /metrics` from `addr`: the body, or None when nothing answered in
+/// time or the answer was not a 200.
+pub async fn fetch(addr: SocketAddr) -> Option<String> {
+    tokio::time::timeout(TIMEOUT, fetch_inner(addr))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn fetch_inner(addr: SocketAddr) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_BYTES {
+            return None;
+        }
+    }
+    http_body(&buf)
+}
+
+/// The body of an HTTP/1.1 200 response (content-length, chunked or
+/// read-to-close).
+fn http_body(raw: &[u8]) -> Option<String> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut body = &raw[end + 4..];
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?;
+    if status.split_whitespace().nth(1) != Some("200") {
+        return None;
+    }
+    let mut chunked = false;
+    for l in lines {
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
+            chunked = true;
+        } else if k.eq_ignore_ascii_case("content-length") {
+            let n: usize = v.parse().ok()?;
+            body = body.get(..n)?;
+        }
+    }
+    let bytes = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    String::from_utf8(bytes).ok()
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&b[..eol]).ok()?;
+        let size = size.split(';').next()?.trim();
+        let n = usize::from_str_radix(size, 16).ok()?;
+        b = &b[eol + 2..];
+        if n == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..n)?);
+        b = b.get(n + 2..)?;
+    }
+}
+
+/// One sample line: name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name.
+    pub name: String,
+    /// Labels in order.
+    pub labels: Vec<(String, String)>,
+    /// Value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `k`.
+    pub fn label(&self, k: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses one line of Prometheus text (None for comments, blanks and
+/// lines it cannot read).
+pub fn parse_line(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    if name.is_empty() {
+        return None;
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(r) = rest.strip_prefix('{') {
+        let mut chars = r.char_indices().peekable();
+        let closed;
+        loop {
+            while chars
+                .next_if(|(_, c)| c.is_whitespace() || *c == ',')
+                .is_some()
+            {}
+            let (i, c) = chars.next()?;
+            if c == '}' {
+                closed = i + 1;
+                break;
+            }
+            let mut key = String::from(c);
+            loop {
+                let (_, c) = chars.next()?;
+                if c == '=' {
+                    break;
+                }
+                key.push(c);
+            }
+            if chars.next()?.1 != '"' {
+                return None;
+            }
+            let mut val = String::new();
+            loop {
+                match chars.next()?.1 {
+                    '"' => break,
+                    '\\' => match chars.next()?.1 {
+                        'n' => val.push('\n'),
+                        other => val.push(other),
+                    },
+                    other => val.push(other),
+                }
+            }
+            labels.push((key.trim().to_string(), val));
+        }
+        rest = &r[closed..];
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// The `q` quantile (0–1) from cumulative `(upper bound, count)` buckets,
+/// interpolating linearly inside a bucket as Prometheus'
+/// `histogram_quantile` does. None when the histogram is empty.
+pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let mut b = buckets.to_vec();
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let total = b.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let i = b.iter().position(|(_, c)| *c >= rank)?;
+    let (upper, count) = b[i];
+    if upper.is_infinite() {
+        // Beyond the last finite bound: the best we can say is that bound.
+        return b[..i].last().map(|x| x.0);
+    }
+    let (lower, below) = if i == 0 { (0.0, 0.0) } else { b[i - 1] };
+    let inside = count - below;
+    if inside <= 0.0 {
+        return Some(upper);
+    }
+    Some(lower + (upper - lower) * (rank - below) / inside)
+}
+
+/// Per site figures from mote-web's metrics text, by site name.
+pub fn sites(text: &str) -> Vec<WebSitePerf> {
+    let mut out: BTreeMap<String, WebSitePerf> = BTreeMap::new();
+    let mut hist: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in text.lines().filter_map(parse_line) {
+        let Some(site) = s.label("site").map(str::to_string) else {
+            continue;
+        };
+        let v = s.value.max(0.0) as u64;
+        match s.name.as_str() {
+            "mote_web_requests_total" => out.entry(site).or_default().requests = v,
+            "mote_web_sent_bytes_total" => out.entry(site).or_default().sent_bytes = v,
+            "mote_web_responses_total" => {
+                let e = out.entry(site).or_default();
+                match s.label("class") {
+                    Some("1xx") => e.status_1xx = v,
+                    Some("2xx") => e.status_2xx = v,
+                    Some("3xx") => e.status_3xx = v,
+                    Some("4xx") => e.status_4xx = v,
+                    Some("5xx") => e.status_5xx = v,
+                    _ => {}
+                }
+            }
+            "mote_web_request_duration_seconds_bucket" => {
+                let le = match s.label("le") {
+                    Some("+Inf") => f64::INFINITY,
+                    Some(x) => match x.parse() {
+                        Ok(x) => x,
+                        Err(_) => continue,
+                    },
+                    None => continue,
+                };
+                out.entry(site.clone()).or_default();
+                hist.entry(site).or_default().push((le, s.value));
+            }
+            _ => {}
+        }
+    }
+    for (name, e) in out.iter_mut() {
+        e.site = name.clone();
+        if let Some(b) = hist.get(name) {
+            e.latency_p50_ms = quantile(0.5, b).map(|s| s * 1000.0);
+            e.latency_p99_ms = quantile(0.99, b).map(|s| s * 1000.0);
+        }
+    }
+    out.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real `mote-web --metrics` output: one site, a 200 and a 404, both
+    /// under 0.5 ms.
+    pub const SAMPLE: &str = include_str!("../../tests/web_metrics_sample.txt");
+
+    #[test]
+    fn parses_lines() {
+        let s = parse_line(r#"m{a="x\"y",b="2"} 3.5"#).unwrap();
+        assert_eq!(s.name, "m");
+        assert_eq!(s.label("a"), Some("x\"y"));
+        assert_eq!(s.label("b"), Some("2"));
+        assert_eq!(s.value, 3.5);
+        assert_eq!(parse_line("plain 7").unwrap().value, 7.0);
+        assert!(parse_line("# TYPE m counter").is_none());
+        assert!(parse_line("").is_none());
+        assert!(parse_line("broken{a=\"x\" 1").is_none());
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        let b = [(0.1, 50.0), (0.2, 100.0), (f64::INFINITY, 100.0)];
+        assert!((quantile(0.5, &b).unwrap() - 0.1).abs() < 1e-9);
+        assert!((quantile(0.75, &b).unwrap() - 0.15).abs() < 1e-9);
+        assert!(quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]).is_none());
+        // All in +Inf: the last finite bound.
+        assert_eq!(
+            quantile(0.5, &[(5.0, 0.0), (f64::INFINITY, 3.0)]),
+            Some(5.0)
+        );
+    }
+
+    #[test]
+    fn reads_mote_webs_real_output() {
+        let v = sites(SAMPLE);
+        assert_eq!(v.len(), 1, "{v:?}");
+        let s = &v[0];
+        assert_eq!(s.requests, 2);
+        assert_eq!(s.status_2xx + s.status_4xx, 2);
+        assert!(s.sent_bytes > 0);
+        let p50 = s.latency_p50_ms.unwrap();
+        let p99 = s.latency_p99_ms.unwrap();
+        assert!(p50 > 0.0 && p50 <= p99 && p99 <= 5000.0, "{p50} {p99}");
+    }
+
+    #[test]
+    fn http_bodies() {
+        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello!!";
+        assert_eq!(http_body(r).as_deref(), Some("hello"));
+        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        assert_eq!(http_body(r).as_deref(), Some("abcde"));
+        assert!(http_body(b"HTTP/1.1 404 Not Found\r\n\r\nx").is_none());
+    }
+}
