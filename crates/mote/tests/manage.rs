@@ -341,3 +341,111 @@ fn a_session_runs_verbs_from_its_input() {
     assert!(stdout.contains("web"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
+
+#[test]
+fn web_sites_and_bindings() {
+    let (_n, cfg) = added();
+    let c = cfg.path();
+    let w = |args: &[&str]| {
+        let mut a = vec!["-n", "n1", "web"];
+        a.extend_from_slice(args);
+        json(c, &a)
+    };
+    // No sites yet: an empty list.
+    assert_eq!(w(&["site", "list", "--json"]), serde_json::json!([]));
+    let web = w(&[
+        "site",
+        "add",
+        "blog",
+        "--root",
+        "/srv/blog",
+        "--bind",
+        "http://*:8088",
+        "--json",
+    ]);
+    let site = &web["sites"][0];
+    assert_eq!(site["name"], "blog");
+    assert_eq!(site["enabled"], true);
+    assert_eq!(site["root"], "/srv/blog");
+    assert_eq!(
+        site["bindings"],
+        serde_json::json!([{"scheme": "http", "address": "0.0.0.0", "port": 8088}])
+    );
+    let table = ok(c, &["-n", "n1", "web", "site", "list"]);
+    assert!(table.contains("blog"), "{table}");
+    assert!(table.contains("http://*:8088"), "{table}");
+    assert!(table.contains("/srv/blog"), "{table}");
+    // A second binding with a host name; https gets a self-signed tls.
+    let web = w(&[
+        "binding",
+        "add",
+        "blog",
+        "https://blog.example:8443",
+        "--json",
+    ]);
+    let b = &web["sites"][0]["bindings"];
+    assert_eq!(b.as_array().unwrap().len(), 2);
+    assert_eq!(b[1]["host"], "blog.example");
+    assert_eq!(b[1]["port"], 8443);
+    assert_eq!(web["sites"][0]["tls"]["self_signed"], true);
+    let web = w(&["binding", "remove", "blog", "http://*:8088", "--json"]);
+    assert_eq!(web["sites"][0]["bindings"].as_array().unwrap().len(), 1);
+    // The last binding cannot go.
+    let out = mote(
+        c,
+        "secret",
+        &[
+            "-n",
+            "n1",
+            "web",
+            "binding",
+            "remove",
+            "blog",
+            "https://blog.example:8443",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only binding"));
+    // Stop and start flip `enabled`; the table says so.
+    assert_eq!(
+        w(&["site", "stop", "blog", "--json"])["sites"][0]["enabled"],
+        false
+    );
+    let list = w(&["site", "list", "--json"]);
+    assert_eq!(list[0]["enabled"], false);
+    assert_eq!(
+        w(&["site", "start", "blog", "--json"])["sites"][0]["enabled"],
+        true
+    );
+    // Unknown site: named, and the existing ones listed.
+    let out = mote(c, "secret", &["-n", "n1", "web", "site", "stop", "nosuch"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"nosuch\""), "{err}");
+    assert!(err.contains("the sites are: blog"), "{err}");
+    // A duplicate add is refused; a human change line names the version.
+    let out = mote(
+        c,
+        "secret",
+        &[
+            "-n",
+            "n1",
+            "web",
+            "site",
+            "add",
+            "blog",
+            "--root",
+            "/x",
+            "--bind",
+            "http://*:1",
+        ],
+    );
+    assert!(!out.status.success());
+    let line = ok(c, &["-n", "n1", "web", "site", "remove", "blog"]);
+    assert!(line.contains("web site blog removed"), "{line}");
+    assert!(line.contains("settings version"), "{line}");
+    assert_eq!(w(&["site", "list", "--json"]), serde_json::json!([]));
+    // The stored settings hold the section the verbs wrote.
+    let v = json(c, &["-n", "n1", "settings", "get", "roles.web", "--json"]);
+    assert_eq!(v["value"]["sites"], serde_json::json!([]));
+}

@@ -14,6 +14,7 @@ pub mod ps;
 pub mod service;
 pub mod settings;
 pub mod system;
+pub mod web;
 
 use crate::remote::{self, Session};
 
@@ -48,6 +49,9 @@ pub enum Verb {
     Settings(settings::Args),
     /// The audit log: every change made through the API.
     Audit(audit::Args),
+    /// The web role's sites and bindings (`roles.web`): list, add, remove,
+    /// start, stop.
+    Web(web::Args),
 }
 
 /// `mote -n NAME login`
@@ -99,6 +103,7 @@ async fn dispatch(s: &Session, verb: &Verb) -> anyhow::Result<i32> {
         Verb::Power(a) => power::run(s, a).await.map(|()| 0),
         Verb::Settings(a) => settings::run(s, a).await.map(|()| 0),
         Verb::Audit(a) => audit::run(s, a).await.map(|()| 0),
+        Verb::Web(a) => web::run(s, a).await.map(|()| 0),
     }
 }
 
