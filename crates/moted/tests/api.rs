@@ -23,10 +23,15 @@ fn cheap_hash(pw: &str) -> String {
 }
 
 async fn node_with(ttl: Duration) -> Node {
+    node_from(ttl, |_| {}).await
+}
+
+async fn node_from(ttl: Duration, edit: impl FnOnce(&mut mote_config::NodeSettings)) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let mut s = mote_config::NodeSettings::default();
     s.system.hostname = "node1".into();
     s.system.admin_password_hash = cheap_hash("secret");
+    edit(&mut s);
     let image = dir.path().join("settings.json");
     std::fs::write(&image, serde_json::to_vec(&s).unwrap()).unwrap();
     let fake = FakeInit::new();
@@ -591,4 +596,96 @@ async fn reads_never_show_the_password_hash_and_writing_the_placeholder_back_is_
     // The credential still works.
     let again = client(&n).await;
     assert!(again.settings().await.is_ok());
+}
+
+/// A fake `mote-web --metrics`: answers every connection with `text`.
+async fn fake_web_metrics(text: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut b = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                assert!(req.starts_with(b"GET /metrics HTTP/1.1\r\n"));
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\n\r\n",
+                    text.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(text.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+const WEB_SAMPLE: &str = include_str!("web_metrics_sample.txt");
+
+#[tokio::test]
+async fn web_figures_in_performance_and_metrics() {
+    let n = node_from(Duration::from_secs(3600), |s| {
+        s.packages = vec!["web".into()]
+    })
+    .await;
+    *n.running.app.web_metrics.lock().unwrap() = fake_web_metrics(WEB_SAMPLE).await;
+    let c = client(&n).await;
+    let p = c.performance().await.unwrap();
+    let web = p.web.expect("web figures");
+    assert_eq!(web.len(), 1);
+    let s = &web[0];
+    assert_eq!(
+        (
+            s.site.as_str(),
+            s.requests,
+            s.status_2xx,
+            s.status_4xx,
+            s.sent_bytes
+        ),
+        ("main", 2, 1, 1, 155)
+    );
+    let (p50, p99) = (s.latency_p50_ms.unwrap(), s.latency_p99_ms.unwrap());
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= 0.5, "{p50} {p99}");
+    let m = c.metrics().await.unwrap();
+    let own = m.find("mote_memory_total_bytes").unwrap();
+    let theirs = m.find(WEB_SAMPLE).expect("mote-web's text unchanged");
+    assert!(own < theirs);
+}
+
+#[tokio::test]
+async fn web_unreachable_or_absent_is_no_web_and_no_error() {
+    // Nothing listens: the package is on but mote-web does not answer.
+    let n = node_from(Duration::from_secs(3600), |s| {
+        s.packages = vec!["web".into()]
+    })
+    .await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    *n.running.app.web_metrics.lock().unwrap() = addr;
+    let c = client(&n).await;
+    assert_eq!(c.performance().await.unwrap().web, None);
+    assert!(!c.metrics().await.unwrap().contains("mote_web_"));
+    // A server that never answers: the short timeout, still no error.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    *n.running.app.web_metrics.lock().unwrap() = silent.local_addr().unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(c.performance().await.unwrap().web, None);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // Without the web package nothing is asked, even when it would answer.
+    let n = node().await;
+    *n.running.app.web_metrics.lock().unwrap() = fake_web_metrics(WEB_SAMPLE).await;
+    let c = client(&n).await;
+    assert_eq!(c.performance().await.unwrap().web, None);
+    assert!(!c.metrics().await.unwrap().contains("mote_web_"));
 }
