@@ -63,5 +63,36 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
     if !rows.is_empty() {
         output::table(&["service", "cpu", "memory"], &rows);
     }
+    if let Some(sites) = &p.web {
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
+        let rows: Vec<Vec<String>> = sites
+            .iter()
+            .map(|w| {
+                vec![
+                    w.site.clone(),
+                    w.requests.to_string(),
+                    format!(
+                        "{}/{}/{}/{}",
+                        w.status_2xx, w.status_3xx, w.status_4xx, w.status_5xx
+                    ),
+                    output::size(w.sent_bytes),
+                    ms(w.latency_p50_ms),
+                    ms(w.latency_p99_ms),
+                ]
+            })
+            .collect();
+        println!();
+        output::table(
+            &[
+                "web site",
+                "requests",
+                "2xx/3xx/4xx/5xx",
+                "sent",
+                "p50",
+                "p99",
+            ],
+            &rows,
+        );
+    }
     Ok(())
 }
