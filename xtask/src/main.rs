@@ -5,8 +5,8 @@
 //! - `cargo xtask bench boot` — build time, sizes, boot split against the floor.
 
 mod bench;
-mod bench_web;
 mod bench_management;
+mod bench_web;
 mod prereqs;
 
 use std::path::{Path, PathBuf};
