@@ -2,7 +2,9 @@
 //!
 //! - `cargo xtask demo` — build everything, boot `examples/hello.toml`, show it serving;
 //! - `cargo xtask test` — install what the tests need (on Debian), run every test;
-//! - `cargo xtask bench boot` — build time, sizes, boot split against the floor.
+//! - `cargo xtask bench boot` — build time, sizes, boot split against the floor;
+//! - `cargo xtask bench management` — moted latency on loopback;
+//! - `cargo xtask bench web` — mote-web against nginx.
 
 mod bench;
 mod bench_management;
@@ -15,11 +17,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-const USAGE: &str = "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | bench boot>
+const USAGE: &str =
+    "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | bench boot|management|web>
 
-  demo          build everything, boot examples/hello.toml, show it serving
-  test          install test prerequisites if missing (Debian, as root), run all tests
-  bench boot    build time, image sizes and the boot split against a trivial init";
+  demo              build everything, boot examples/hello.toml, show it serving
+  test              install test prerequisites if missing (Debian, as root), run all tests
+  bench boot        build time, image sizes and the boot split against a trivial init
+  bench management  moted request latency (read, write) and 50 concurrent sessions
+  bench web         mote-web against nginx with wrk: req/s, p99, ratios, RSS";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
