@@ -63,24 +63,36 @@ fn web_node_serves_and_takes_a_new_site_without_a_restart() {
         "8088 answered before its site"
     );
 
-    let sites = serde_json::json!({
-        "sites": [
-            {"name": "default", "root": "/srv/www",
-             "bindings": [{"scheme": "http", "port": 80}]},
-            {"name": "extra", "root": "/srv/www",
-             "bindings": [{"scheme": "http", "port": 8088}]}
-        ]
-    });
+    // The web verb edits roles.web in the node's settings; PID 1 rewrites
+    // mote-web's file and signals it.
     remote(
         st,
         name,
-        &["settings", "set", "roles.web", &sites.to_string()],
+        &[
+            "web",
+            "site",
+            "add",
+            "extra",
+            "--root",
+            "/srv/www",
+            "--bind",
+            "http://*:8088",
+        ],
     );
     let body = wait_for("the new site on 8088", Duration::from_secs(20), || {
         get(extra, "/", "2").ok()
     });
     assert!(body.contains("Hello from mote-web"), "{body}");
     assert_eq!(web_pid(st, name), Some(before), "reloaded, not restarted");
+    assert!(get(http, "/", "3").is_ok(), "the default site went away");
+    let sites = remote(st, name, &["web", "site", "list"]);
+    let names: Vec<&str> = sites
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["default", "extra"], "{sites}");
     let log = stop(st, name, node);
     assert!(!log.contains("panicked"), "{log}");
 }
