@@ -131,6 +131,7 @@ fn fetch(url: &str, patience: Duration) -> anyhow::Result<String> {
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
     prereqs::ensure(&prereqs::TEST)?;
+    prereqs::ensure_python_tools()?;
     build_release()?;
     eprintln!("xtask: running every test…");
     run(Command::new(env!("CARGO"))
