@@ -18,7 +18,7 @@ pub const DEMO: [Need; 5] = [
 ];
 
 /// For `cargo xtask test`: the demo's plus the peers tests talk to.
-pub const TEST: [Need; 12] = [
+pub const TEST: [Need; 13] = [
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("mkfs.ext4", "e2fsprogs"),
     ("curl", "curl"),
@@ -31,6 +31,7 @@ pub const TEST: [Need; 12] = [
     ("busybox", "busybox"),
     ("nginx", "nginx-light"),
     ("pip3", "python3-pip"),
+    ("kill", "procps"),
 ];
 
 fn have(program: &str) -> bool {
