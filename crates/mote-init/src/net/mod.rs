@@ -243,6 +243,34 @@ fn static_resolvers(network: &Network) -> Vec<resolv::Resolver> {
         .collect()
 }
 
+/// Add a static `(address, prefix)` and its default route, noting what
+/// worked in `done` and logging what did not.
+fn add_static(
+    rtnl: &mut Rtnl,
+    events: &Events,
+    name: &str,
+    index: u32,
+    (address, prefix): (IpAddr, u8),
+    gateway: Option<IpAddr>,
+    done: &mut Vec<String>,
+) {
+    let added = addr::add(rtnl, index, address, prefix, None);
+    if report(events, name, &format!("adding {address}/{prefix}"), added) {
+        done.push(format!("{address}/{prefix}"));
+    }
+    if let Some(gateway) = gateway {
+        let result = addr::add_default_route(rtnl, index, gateway, Origin::Static);
+        if report(
+            events,
+            name,
+            &format!("default route via {gateway}"),
+            result,
+        ) {
+            done.push(format!("via {gateway}"));
+        }
+    }
+}
+
 /// `after` from now, saturating instead of overflowing.
 fn deadline(after: Duration) -> Instant {
     let now = Instant::now();
@@ -322,33 +350,9 @@ async fn configure_interface(
     let mut dhcp = false;
     match iface.ipv4 {
         Ipv4Mode::Static(net) => {
-            let ok = report(
-                events,
-                name,
-                &format!("adding {net}"),
-                addr::add(
-                    rtnl,
-                    link.index,
-                    IpAddr::V4(net.addr()),
-                    net.prefix_len(),
-                    None,
-                ),
-            );
-            if ok {
-                done.push(net.to_string());
-            }
-            if let Some(gateway) = iface.gateway4 {
-                let result =
-                    addr::add_default_route(rtnl, link.index, IpAddr::V4(gateway), Origin::Static);
-                if report(
-                    events,
-                    name,
-                    &format!("default route via {gateway}"),
-                    result,
-                ) {
-                    done.push(format!("via {gateway}"));
-                }
-            }
+            let gateway = iface.gateway4.map(IpAddr::V4);
+            let address = (IpAddr::V4(net.addr()), net.prefix_len());
+            add_static(rtnl, events, name, link.index, address, gateway, &mut done);
         }
         Ipv4Mode::Dhcp => match dhcp::spawn(name, &link, state, events, bound.clone()) {
             Ok(()) => {
@@ -367,33 +371,9 @@ async fn configure_interface(
     }
     match iface.ipv6 {
         Ipv6Mode::Static(net) => {
-            let ok = report(
-                events,
-                name,
-                &format!("adding {net}"),
-                addr::add(
-                    rtnl,
-                    link.index,
-                    IpAddr::V6(net.addr()),
-                    net.prefix_len(),
-                    None,
-                ),
-            );
-            if ok {
-                done.push(net.to_string());
-            }
-            if let Some(gateway) = iface.gateway6 {
-                let result =
-                    addr::add_default_route(rtnl, link.index, IpAddr::V6(gateway), Origin::Static);
-                if report(
-                    events,
-                    name,
-                    &format!("default route via {gateway}"),
-                    result,
-                ) {
-                    done.push(format!("via {gateway}"));
-                }
-            }
+            let gateway = iface.gateway6.map(IpAddr::V6);
+            let address = (IpAddr::V6(net.addr()), net.prefix_len());
+            add_static(rtnl, events, name, link.index, address, gateway, &mut done);
         }
         Ipv6Mode::Slaac => done.push("slaac".into()),
         Ipv6Mode::Off => done.push("ipv6 off".into()),
