@@ -210,29 +210,28 @@ fn check_network(network: &Network, out: &mut Problems) {
                 "an interface name of 1-15 characters without '/', ':' or whitespace, such as \"eth0\"",
             ));
         }
-        if let Some(gateway) = interface.gateway4 {
-            if !matches!(interface.ipv4, Ipv4Mode::Static(_)) {
-                out.push(
-                    Invalid::new(
-                        join(&path, "gateway4"),
-                        quote(&gateway.to_string()),
-                        "a gateway only with a static ipv4 address",
-                    )
-                    .hint(format!("with ipv4 = \"{}\" the gateway comes from the network; set ipv4 to an address such as \"192.0.2.5/24\" or remove gateway4", interface.ipv4)),
-                );
-            }
-        }
-        if let Some(gateway) = interface.gateway6 {
-            if !matches!(interface.ipv6, Ipv6Mode::Static(_)) {
-                out.push(
-                    Invalid::new(
-                        join(&path, "gateway6"),
-                        quote(&gateway.to_string()),
-                        "a gateway only with a static ipv6 address",
-                    )
-                    .hint(format!("with ipv6 = \"{}\" the gateway comes from the network; set ipv6 to an address such as \"2001:db8::5/64\" or remove gateway6", interface.ipv6)),
-                );
-            }
+        let static4 = matches!(interface.ipv4, Ipv4Mode::Static(_));
+        let static6 = matches!(interface.ipv6, Ipv6Mode::Static(_));
+        let gateway4 = interface.gateway4.map(|g| g.to_string());
+        let gateway6 = interface.gateway6.map(|g| g.to_string());
+        let mode4 = interface.ipv4.to_string();
+        let mode6 = interface.ipv6.to_string();
+        for (family, gateway, is_static, mode, example) in [
+            ("ipv4", gateway4, static4, mode4, "192.0.2.5/24"),
+            ("ipv6", gateway6, static6, mode6, "2001:db8::5/64"),
+        ] {
+            let Some(gateway) = gateway.filter(|_| !is_static) else {
+                continue;
+            };
+            let key = format!("gateway{}", &family[3..]);
+            out.push(
+                Invalid::new(
+                    join(&path, &key),
+                    quote(&gateway),
+                    format!("a gateway only with a static {family} address"),
+                )
+                .hint(format!("with {family} = \"{mode}\" the gateway comes from the network; set {family} to an address such as \"{example}\" or remove {key}")),
+            );
         }
         if let Some(mtu) = interface.mtu {
             if !(68..=65535).contains(&mtu) {

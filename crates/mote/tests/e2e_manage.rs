@@ -15,15 +15,6 @@ use std::time::Duration;
 mod vm;
 use vm::*;
 
-fn hello_pid(state: &Path, name: &str) -> Option<u64> {
-    let s = remote(state, name, &["service", "list"]);
-    s["services"]
-        .as_array()?
-        .iter()
-        .find(|x| x["name"] == "hello")?["pid"]
-        .as_u64()
-}
-
 #[test]
 fn hello_node_is_managed_over_its_api_across_a_reboot() {
     if !prerequisites(&["mote-init", "moted", "mote-hello"]) {
@@ -31,17 +22,7 @@ fn hello_node_is_managed_over_its_api_across_a_reboot() {
     }
     let state = tempfile::tempdir().expect("temp dir");
     let st = state.path();
-    let image = st.join("image");
-    let build = mote(st)
-        .args(["build", "examples/hello.toml", "-o"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "mote build failed: {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    let image = build_image(st, "examples/hello.toml");
     let name = "e2e-manage";
     let open = free_port();
     let node = boot(st, &image, name, &[(open, 8081)]);
@@ -58,10 +39,10 @@ fn hello_node_is_managed_over_its_api_across_a_reboot() {
     );
 
     // Restart: a new pid.
-    let before = hello_pid(st, name).expect("hello has a pid");
+    let before = service_pid(st, name, "hello", false).expect("hello has a pid");
     remote(st, name, &["service", "restart", "hello"]);
     let after = wait_for("hello to restart", Duration::from_secs(20), || {
-        hello_pid(st, name).filter(|p| *p != before)
+        service_pid(st, name, "hello", false).filter(|p| *p != before)
     });
     assert_ne!(before, after);
     let ev = remote(st, name, &["events", "--source", "hello"]);

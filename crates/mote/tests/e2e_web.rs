@@ -8,20 +8,10 @@
 //! with release node binaries, mote-web included). Skipped only when
 //! `MOTE_SKIP_VM=1`.
 
-use std::path::Path;
 use std::time::Duration;
 
 mod vm;
 use vm::*;
-
-fn web_pid(state: &Path, name: &str) -> Option<u64> {
-    let s = remote(state, name, &["service", "list"]);
-    s["services"]
-        .as_array()?
-        .iter()
-        .find(|x| x["name"] == "web" && x["state"] == "ready")?["pid"]
-        .as_u64()
-}
 
 #[test]
 fn web_node_serves_and_takes_a_new_site_without_a_restart() {
@@ -30,17 +20,7 @@ fn web_node_serves_and_takes_a_new_site_without_a_restart() {
     }
     let state = tempfile::tempdir().expect("temp dir");
     let st = state.path();
-    let image = st.join("image");
-    let build = mote(st)
-        .args(["build", "examples/web.toml", "-o"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "mote build failed: {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    let image = build_image(st, "examples/web.toml");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(image.join("build.json")).unwrap()).unwrap();
     assert_eq!(report["packages"], serde_json::json!(["web"]));
@@ -56,7 +36,7 @@ fn web_node_serves_and_takes_a_new_site_without_a_restart() {
     let system = remote(st, name, &["system"]);
     assert_eq!(system["packages"], serde_json::json!(["web"]), "{system}");
     let before = wait_for("web to be ready", Duration::from_secs(20), || {
-        web_pid(st, name)
+        service_pid(st, name, "web", true)
     });
     assert!(
         get(extra, "/", "3").is_err(),
@@ -83,7 +63,11 @@ fn web_node_serves_and_takes_a_new_site_without_a_restart() {
         get(extra, "/", "2").ok()
     });
     assert!(body.contains("Hello from mote-web"), "{body}");
-    assert_eq!(web_pid(st, name), Some(before), "reloaded, not restarted");
+    assert_eq!(
+        service_pid(st, name, "web", true),
+        Some(before),
+        "reloaded, not restarted"
+    );
     assert!(get(http, "/", "3").is_ok(), "the default site went away");
     let sites = remote(st, name, &["web", "site", "list"]);
     let names: Vec<&str> = sites

@@ -179,3 +179,29 @@ pub fn remote(state: &Path, name: &str, args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// `mote build MANIFEST -o STATE/image`, failing the test with mote's words.
+pub fn build_image(state: &Path, manifest: &str) -> PathBuf {
+    let image = state.join("image");
+    let build = mote(state)
+        .args(["build", manifest, "-o"])
+        .arg(&image)
+        .output()
+        .expect("mote build runs");
+    assert!(
+        build.status.success(),
+        "mote build failed: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    image
+}
+
+/// The pid of `service` on node `name` (only once ready, if `ready`).
+pub fn service_pid(state: &Path, name: &str, service: &str, ready: bool) -> Option<u64> {
+    let s = remote(state, name, &["service", "list"]);
+    s["services"]
+        .as_array()?
+        .iter()
+        .find(|x| x["name"] == service && (!ready || x["state"] == "ready"))?["pid"]
+        .as_u64()
+}
