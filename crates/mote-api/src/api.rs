@@ -99,6 +99,28 @@ pub struct VersionedSettings {
     pub settings: NodeSettings,
 }
 
+/// The `ETag` of settings version `version`, as `GET /v1/settings` and every
+/// settings change answer it: `"7"`. A write sends it back in `If-Match`
+/// and is refused with 412 when the settings moved on meanwhile.
+pub fn settings_etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+/// The settings version one entity tag names: `"7"` (as sent in `ETag`) or
+/// a bare `7`. `None` for anything else, a weak tag (`W/"7"`) among them:
+/// `If-Match` compares strongly.
+pub fn settings_version_of(tag: &str) -> Option<u64> {
+    let tag = tag.trim();
+    let bare = match tag.strip_prefix('"') {
+        Some(rest) => rest.strip_suffix('"')?,
+        None => tag,
+    };
+    if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    bare.parse().ok()
+}
+
 /// `GET /v1/settings/{*path}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -546,5 +568,15 @@ mod tests {
         }
         .into();
         assert_eq!(q.since_ms, Some(5));
+    }
+
+    #[test]
+    fn settings_etags_are_quoted_versions_and_read_back_quoted_or_bare() {
+        assert_eq!(settings_etag(7), "\"7\"");
+        assert_eq!(settings_version_of(&settings_etag(7)), Some(7));
+        assert_eq!(settings_version_of(" 12 "), Some(12));
+        for bad in ["", "\"\"", "W/\"7\"", "\"7", "-1", "+7", "7a", "*"] {
+            assert_eq!(settings_version_of(bad), None, "{bad}");
+        }
     }
 }

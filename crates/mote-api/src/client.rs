@@ -86,6 +86,17 @@ pub enum ClientError {
         /// `Retry-After` seconds, for 429.
         retry_after: Option<u64>,
     },
+    /// 412: a write sent with `If-Match` found the settings at another
+    /// version than the one it was made from; another writer got in between
+    /// and nothing was changed. Read the settings again, redo the change and
+    /// send it with the new version.
+    #[error("412: {}", body.error)]
+    PreconditionFailed {
+        /// The settings version now current (the answer's `ETag`).
+        current: Option<u64>,
+        /// The error body.
+        body: ErrorBody,
+    },
     /// An answer that does not parse.
     #[error("unexpected answer from the node")]
     Decode(#[from] serde_json::Error),
@@ -188,6 +199,19 @@ impl Client {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
+        self.request_with(method, path, content_type, &[], body)
+            .await
+    }
+
+    /// [`Client::request`] with more headers.
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
         let stream = self.tls().await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -204,6 +228,9 @@ impl Client {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::Tls {
@@ -219,11 +246,21 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        self.call_with(method, path, &[], body).await
+    }
+
+    async fn call_with<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
         let (ct, bytes) = match body {
             Some(b) => (Some("application/json"), serde_json::to_vec(b)?),
             None => (None, Vec::new()),
         };
-        let resp = self.request(method, path, ct, bytes).await?;
+        let resp = self.request_with(method, path, ct, headers, bytes).await?;
         let bytes = checked(resp).await?;
         Ok(serde_json::from_slice(&bytes)?)
     }
@@ -291,6 +328,25 @@ impl Client {
         self.call(Method::PATCH, "/v1/settings", Some(patch)).await
     }
 
+    /// `PATCH /v1/settings` with `If-Match: "VERSION"`: applied only while
+    /// the settings are still at `version`, the one the patch was made from;
+    /// else [`ClientError::PreconditionFailed`] and nothing changes. This is
+    /// how a read-modify-write cannot lose another writer's change.
+    pub async fn patch_settings_if(
+        &self,
+        patch: &serde_json::Value,
+        version: u64,
+    ) -> Result<VersionedSettings, ClientError> {
+        let tag = settings_etag(version);
+        self.call_with(
+            Method::PATCH,
+            "/v1/settings",
+            &[("if-match", &tag)],
+            Some(patch),
+        )
+        .await
+    }
+
     /// `GET /v1/settings/history`
     pub async fn settings_history(&self) -> Result<SettingsHistory, ClientError> {
         self.get("/v1/settings/history").await
@@ -300,6 +356,24 @@ impl Client {
     pub async fn revert_settings(&self, version: u64) -> Result<VersionedSettings, ClientError> {
         self.post("/v1/settings/revert", &RevertRequest { version })
             .await
+    }
+
+    /// `POST /v1/settings/revert` with `If-Match`: brings `version` back
+    /// only while the settings are still at `expected`; else
+    /// [`ClientError::PreconditionFailed`].
+    pub async fn revert_settings_if(
+        &self,
+        version: u64,
+        expected: u64,
+    ) -> Result<VersionedSettings, ClientError> {
+        let tag = settings_etag(expected);
+        self.call_with(
+            Method::POST,
+            "/v1/settings/revert",
+            &[("if-match", &tag)],
+            Some(&RevertRequest { version }),
+        )
+        .await
     }
 
     /// `GET /v1/services`
@@ -568,11 +642,14 @@ async fn checked(resp: hyper::Response<Incoming>) -> Result<Bytes, ClientError> 
 
 async fn error_of(resp: hyper::Response<Incoming>) -> ClientError {
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let retry_after = header("retry-after").and_then(|v| v.parse().ok());
+    let etag = header("etag");
     let body = match resp.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return e.into(),
@@ -581,6 +658,12 @@ async fn error_of(resp: hyper::Response<Incoming>) -> ClientError {
         error: String::from_utf8_lossy(&body).into_owned(),
         problems: Vec::new(),
     });
+    if status == StatusCode::PRECONDITION_FAILED {
+        return ClientError::PreconditionFailed {
+            current: etag.as_deref().and_then(settings_version_of),
+            body,
+        };
+    }
     ClientError::Status {
         status: status_code(status),
         body,

@@ -281,6 +281,10 @@ pub fn explain(name: &str, address: Option<&str>, e: ClientError) -> anyhow::Err
             body.error,
             retry_after.unwrap_or(1)
         )),
+        ClientError::PreconditionFailed { body, .. } => {
+            anyhow::Error::new(ApiError { status: 412 })
+                .context(format!("node {name}: {}", body.error))
+        }
         ClientError::Status { status, body, .. } => {
             let mut msg = format!("node {name} answered {status}: {}", body.error);
             for p in &body.problems {

@@ -449,3 +449,68 @@ fn web_sites_and_bindings() {
     let v = json(c, &["-n", "n1", "settings", "get", "roles.web", "--json"]);
     assert_eq!(v["value"]["sites"], serde_json::json!([]));
 }
+
+/// Two `web site add` at once: the second reads the settings while the
+/// first is still being applied, so its write is made from a version that is
+/// gone by the time it lands. moted refuses it (412), the verb reads again
+/// and adds its site to what is there now: both sites end up stored.
+#[test]
+fn two_web_writers_at_once_keep_both_sites() {
+    let (n, cfg) = added();
+    let c = cfg.path();
+    ok(c, &["-n", "n1", "login"]);
+    let applied = || n.fake.state.lock().unwrap().applied.len();
+    let before = applied();
+    // PID 1 takes its time over the first change, which holds moted's
+    // settings lock meanwhile.
+    n.fake.state.lock().unwrap().delay_next_apply = Some(Duration::from_secs(3));
+    let add = |name: &'static str, port: &'static str| {
+        [
+            "-n", "n1", "web", "site", "add", name, "--root", "/srv/www", "--bind", port,
+        ]
+    };
+    let first = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(add("first", "http://*:8081"))
+        .env("MOTE_CONFIG_DIR", c)
+        .env("MOTE_PASSWORD", "secret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while applied() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first writer never reached PID 1"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first write is being applied: the second reads version 1.
+    let line = ok(c, &add("second", "http://*:8082"));
+    assert!(line.contains("web site second added"), "{line}");
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "the first writer failed: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let list = json(c, &["-n", "n1", "web", "site", "list", "--json"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+    // The second writer's first try was refused and audited as such.
+    let audit = json(c, &["-n", "n1", "audit", "--json"]);
+    let refused: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["result"].as_str().unwrap_or("").starts_with("412"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{audit}");
+    let v = json(c, &["-n", "n1", "settings", "history", "--json"]);
+    assert_eq!(v["current"], 3);
+}

@@ -76,8 +76,31 @@ impl App {
         what: &str,
         edit: impl FnOnce(&NodeSettings) -> Result<NodeSettings, ApiError>,
     ) -> Result<VersionedSettings, ApiError> {
+        self.change_if(who, what, None, edit).await
+    }
+
+    /// [`App::change`], only while the settings are at one of `expected`
+    /// (a write's `If-Match`; `None` for any version), else
+    /// [`ApiError::Stale`] and nothing is edited, applied or stored. The
+    /// version is checked after taking the lock every change holds, so no
+    /// other change can come between the check and the store.
+    pub async fn change_if(
+        &self,
+        who: &str,
+        what: &str,
+        expected: Option<&[u64]>,
+        edit: impl FnOnce(&NodeSettings) -> Result<NodeSettings, ApiError>,
+    ) -> Result<VersionedSettings, ApiError> {
         let _one_at_a_time = self.changing.lock().await;
         let old = lock(&self.store)?.current();
+        if let Some(expected) = expected {
+            if !expected.contains(&old.version) {
+                return Err(ApiError::Stale {
+                    current: old.version,
+                    expected: expected.to_vec(),
+                });
+            }
+        }
         let new = edit(&old.settings)?;
         new.validate().map_err(ApiError::Invalid)?;
         let applied = self

@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mote_api::api::{ErrorBody, Problem};
+use mote_api::api::{settings_etag, ErrorBody, Problem};
 use mote_config::Invalid;
 
 use crate::init::InitError;
@@ -31,6 +31,19 @@ pub enum ApiError {
     /// The thing exists already, or is in the way.
     #[error("{0}")]
     Conflict(String),
+    /// A write's `If-Match` names another settings version than the current
+    /// one: another writer changed the settings since this one read them.
+    #[error(
+        "the settings are at version {current}, not {} as If-Match says (another writer changed them); \
+         nothing was changed: re-read the settings and apply your change again",
+        versions(.expected)
+    )]
+    Stale {
+        /// The version in force.
+        current: u64,
+        /// The versions `If-Match` named.
+        expected: Vec<u64>,
+    },
     /// The new settings break rules.
     #[error("the settings are invalid ({} problems)", .0.len())]
     Invalid(Vec<Invalid>),
@@ -78,6 +91,7 @@ impl ApiError {
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Refused {
                 rolled_back: true, ..
@@ -108,6 +122,10 @@ impl IntoResponse for ApiError {
             ApiError::Throttled { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
+        let etag = match &self {
+            ApiError::Stale { current, .. } => Some(settings_etag(*current)),
+            _ => None,
+        };
         let problems = match &self {
             ApiError::Invalid(p) => p.iter().cloned().map(Problem::from).collect(),
             _ => Vec::new(),
@@ -122,8 +140,17 @@ impl IntoResponse for ApiError {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
+        if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            resp.headers_mut().insert(header::ETAG, tag);
+        }
         resp
     }
+}
+
+/// `7`, `7 or 8`.
+fn versions(v: &[u64]) -> String {
+    let v: Vec<String> = v.iter().map(u64::to_string).collect();
+    v.join(" or ")
 }
 
 /// JSON body extraction with our error shape.

@@ -119,6 +119,10 @@ pub struct FakeState {
     pub applied: Vec<NodeSettings>,
     /// Refuse the next `Apply` with this message (once).
     pub refuse_next_apply: Option<String>,
+    /// Answer the next `Apply` only after this long (once), as a slow
+    /// PID 1 would: the change holds moted's settings lock meanwhile. The
+    /// settings are in `applied` as soon as the call arrives.
+    pub delay_next_apply: Option<std::time::Duration>,
     /// Recorded events (emits land here).
     pub events: Vec<Event>,
     /// Services reported.
@@ -249,7 +253,21 @@ impl FakeInit {
 
 impl Init for FakeInit {
     fn call(&self, req: Request) -> BoxFuture<'_, Result<Response, InitError>> {
-        Box::pin(async move { Ok(self.answer(req)) })
+        let delay = match req {
+            Request::Apply { .. } => self
+                .state
+                .lock()
+                .ok()
+                .and_then(|mut s| s.delay_next_apply.take()),
+            _ => None,
+        };
+        Box::pin(async move {
+            let answer = self.answer(req);
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            Ok(answer)
+        })
     }
 
     fn follow(&self, query: EventQuery) -> BoxFuture<'_, Result<mpsc::Receiver<Event>, InitError>> {

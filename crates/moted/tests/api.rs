@@ -214,6 +214,138 @@ async fn settings_patch_history_revert_and_rollback() {
         .any(|e| e.source == "audit"));
 }
 
+fn precondition_failed(e: ClientError) -> (Option<u64>, String) {
+    match e {
+        ClientError::PreconditionFailed { current, body } => (current, body.error),
+        other => panic!("expected 412, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn settings_writes_honour_if_match_and_a_stale_one_is_412_and_changes_nothing() {
+    let n = node().await;
+    let c = client(&n).await;
+    // GET gives the version as ETag.
+    let resp = c
+        .request(hyper::Method::GET, "/v1/settings", None, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["etag"], "\"1\"");
+    // Matching: applied, stored, and the answer tags the new version.
+    let v = c
+        .patch_settings_if(&json!({"system":{"hostname":"node2"}}), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.version, v.settings.system.hostname.as_str()),
+        (2, "node2")
+    );
+    // Stale (made from version 1, the settings are at 2): refused, nothing
+    // edited, applied or stored.
+    let applied = n.fake.state.lock().unwrap().applied.len();
+    let (current, error) = precondition_failed(
+        c.patch_settings_if(&json!({"system":{"hostname":"node3"}}), 1)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(current, Some(2));
+    assert!(error.contains("version 2, not 1"), "{error}");
+    assert!(
+        error.contains("re-read the settings and apply your change again"),
+        "{error}"
+    );
+    assert_eq!(n.fake.state.lock().unwrap().applied.len(), applied);
+    let s = c.settings().await.unwrap();
+    assert_eq!(
+        (s.version, s.settings.system.hostname.as_str()),
+        (2, "node2")
+    );
+    assert_eq!(c.settings_history().await.unwrap().versions.len(), 2);
+    // The bare form, and a list of tags, are taken too; the answer carries
+    // the new ETag.
+    let patch = |host: &str| serde_json::to_vec(&json!({"system":{"hostname":host}})).unwrap();
+    let send = |tag: &'static str, body: Vec<u8>| {
+        let c = &c;
+        async move {
+            c.request_with(
+                hyper::Method::PATCH,
+                "/v1/settings",
+                Some("application/json"),
+                &[("if-match", tag)],
+                body,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let resp = send("2", patch("node3")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["etag"], "\"3\"");
+    assert_eq!(send("\"1\", \"3\"", patch("node4")).await.status(), 200);
+    let resp = send("3", patch("node5")).await;
+    assert_eq!(resp.status(), 412);
+    assert_eq!(resp.headers()["etag"], "\"4\"");
+    // Not a version: 400, nothing changed.
+    assert_eq!(send("W/\"4\"", patch("node5")).await.status(), 400);
+    assert_eq!(send("four", patch("node5")).await.status(), 400);
+    assert_eq!(c.settings().await.unwrap().version, 4);
+    // Revert honours it too.
+    let (current, _) = precondition_failed(c.revert_settings_if(1, 3).await.unwrap_err());
+    assert_eq!(current, Some(4));
+    let r = c.revert_settings_if(1, 4).await.unwrap();
+    assert_eq!(
+        (r.version, r.settings.system.hostname.as_str()),
+        (5, "node1")
+    );
+    // Without If-Match nothing changes from before.
+    assert_eq!(
+        c.patch_settings(&json!({"system":{"hostname":"node6"}}))
+            .await
+            .unwrap()
+            .version,
+        6
+    );
+    // A refused write is audited like any other.
+    let audit = c.audit(&AuditQuery::default()).await.unwrap();
+    let refused: Vec<&AuditEntry> = audit
+        .entries
+        .iter()
+        .filter(|e| e.result.starts_with("412"))
+        .collect();
+    assert_eq!(refused.len(), 3, "{:?}", audit.entries);
+    assert!(refused[0].what.contains("PATCH /v1/settings"));
+    assert!(refused[0].result.contains("re-read the settings"));
+}
+
+/// Writers that all read version 1 and write at once: the check and the
+/// store are one step, so exactly one wins and the others get 412.
+#[tokio::test]
+async fn concurrent_writers_from_the_same_version_one_wins_the_rest_get_412() {
+    let n = node().await;
+    let c = client(&n).await;
+    // The first change to arrive holds the lock a while, so the others queue
+    // behind it.
+    n.fake.state.lock().unwrap().delay_next_apply = Some(Duration::from_millis(300));
+    let patches: Vec<serde_json::Value> = (0..4)
+        .map(|i| json!({"system":{"hostname":format!("writer{i}")}}))
+        .collect();
+    let results =
+        futures_util::future::join_all(patches.iter().map(|p| c.patch_settings_if(p, 1))).await;
+    let mut won = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => won.push(v),
+            Err(e) => assert_eq!(precondition_failed(e).0, Some(2)),
+        }
+    }
+    assert_eq!(won.len(), 1);
+    assert_eq!(won[0].version, 2);
+    let s = c.settings().await.unwrap();
+    assert_eq!(s.version, 2);
+    assert_eq!(s.settings.system.hostname, won[0].settings.system.hostname);
+}
+
 #[tokio::test]
 async fn services_events_network_firewall_power() {
     let n = node().await;

@@ -51,7 +51,22 @@ struct Op {
     ok: &'static str,
     /// The 200 answer's content types and schemas.
     content: Vec<(&'static str, Value)>,
+    /// Request headers the route reads: name, description (strings, all
+    /// optional).
+    headers: Vec<(&'static str, &'static str)>,
+    /// Headers of the 200 answer: name, description.
+    ok_headers: Vec<(&'static str, &'static str)>,
+    /// Error answers worth naming beside `4XX`/`5XX`: status, description,
+    /// headers (name, description); each carries an `ErrorBody`.
+    refusals: Vec<Refusal>,
 }
+
+/// An error answer an operation names: status, description, headers.
+type Refusal = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+);
 
 impl Op {
     fn new(id: &'static str, summary: &'static str, ok: &'static str) -> Self {
@@ -64,6 +79,9 @@ impl Op {
             body: None,
             ok,
             content: Vec::new(),
+            headers: Vec::new(),
+            ok_headers: Vec::new(),
+            refusals: Vec::new(),
         }
     }
     fn query(mut self, schema: Value) -> Self {
@@ -81,6 +99,28 @@ impl Op {
     fn answer(mut self, content_type: &'static str, schema: Value) -> Self {
         self.content.push((content_type, schema));
         self
+    }
+    /// The 200 answer carries the settings version as `ETag`.
+    fn etag(mut self) -> Self {
+        self.ok_headers.push((
+            "ETag",
+            "The settings version, quoted (`\"7\"`): send it back in `If-Match` to change the settings only if nobody else has changed them meanwhile",
+        ));
+        self
+    }
+    /// A settings write that takes `If-Match` and answers 412 when the
+    /// settings moved on.
+    fn if_match(mut self) -> Self {
+        self.headers.push((
+            "If-Match",
+            "The settings version this change was made from, as `ETag` gave it (`\"7\"`; a bare `7` is taken too; `*` or no header: whatever version is current). When the settings are at another version the change is refused with 412 and nothing changes.",
+        ));
+        self.refusals.push((
+            "412",
+            "The settings are no longer at the version `If-Match` names (another writer changed them); nothing was changed: re-read the settings and apply the change again",
+            vec![("ETag", "The settings version now current, quoted")],
+        ));
+        self.etag()
     }
 }
 
@@ -175,15 +215,17 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
         .answer(JSON, s.of::<SystemInfo>()),
         ("GET", "/v1/settings") => Op::new(
             "getSettings",
-            "The whole settings tree and its version",
+            "The whole settings tree and its version (also as `ETag`)",
             "The settings",
         )
+        .etag()
         .answer(JSON, s.of::<VersionedSettings>()),
         ("PATCH", "/v1/settings") => Op::new(
             "patchSettings",
-            "Change settings by an RFC 7396 merge patch: validated (422), applied by PID 1 (409 and rollback on refusal), stored as a new version",
+            "Change settings by an RFC 7396 merge patch: validated (422), applied by PID 1 (409 and rollback on refusal), stored as a new version; with `If-Match`, only if the settings are still at that version (412)",
             settings_change,
         )
+        .if_match()
         .body(
             JSON,
             json!({
@@ -201,9 +243,10 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
         .answer(JSON, s.of::<SettingsHistory>()),
         ("POST", "/v1/settings/revert") => Op::new(
             "revertSettings",
-            "Bring back a stored version (as a new version)",
+            "Bring back a stored version (as a new version); with `If-Match`, only if the settings are still at that version (412)",
             settings_change,
         )
+        .if_match()
         .body(JSON, s.of::<RevertRequest>())
         .answer(JSON, s.of::<VersionedSettings>()),
         ("GET", "/v1/settings/{*path}") => Op::new(
@@ -457,6 +500,15 @@ fn operation(method: &str, path: &str, op: Op, public: bool) -> Value {
             }
         }
     }
+    for (name, description) in &op.headers {
+        params.push(json!({
+            "name": name,
+            "in": "header",
+            "required": false,
+            "description": description,
+            "schema": text(),
+        }));
+    }
     if !params.is_empty() {
         o.insert("parameters".into(), params.into());
     }
@@ -476,6 +528,19 @@ fn operation(method: &str, path: &str, op: Op, public: bool) -> Value {
         "4XX": {"$ref": "#/components/responses/Error"},
         "5XX": {"$ref": "#/components/responses/Error"},
     });
+    if !op.ok_headers.is_empty() {
+        responses["200"]["headers"] = headers(&op.ok_headers);
+    }
+    for (code, description, hs) in &op.refusals {
+        let mut r = json!({
+            "description": description,
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        });
+        if !hs.is_empty() {
+            r["headers"] = headers(hs);
+        }
+        responses[*code] = r;
+    }
     if method == "POST" && path == "/v1/login" {
         responses["429"] = json!({
             "description": "Too many failed logins from this address: wait and retry",
@@ -488,6 +553,20 @@ fn operation(method: &str, path: &str, op: Op, public: bool) -> Value {
         o.insert("security".into(), json!([{"bearer": []}]));
     }
     Value::Object(o)
+}
+
+/// A `headers` object of an answer: each a string.
+fn headers(hs: &[(&str, &str)]) -> Value {
+    let m: Map<String, Value> = hs
+        .iter()
+        .map(|(name, description)| {
+            (
+                name.to_string(),
+                json!({"description": description, "schema": text()}),
+            )
+        })
+        .collect();
+    Value::Object(m)
 }
 
 fn path_params(path: &str) -> impl Iterator<Item = &str> {

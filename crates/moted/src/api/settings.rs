@@ -1,9 +1,22 @@
 //! `/v1/settings`: the whole tree, a path into it, merge patches, history,
 //! revert.
+//!
+//! Optimistic concurrency: the whole tree and every change answer with the
+//! settings version as `ETag: "N"`. A PATCH or revert that carries
+//! `If-Match: "N"` (or a bare `N`) is applied only while the settings are
+//! still at version N; otherwise it is refused with 412 and changes nothing,
+//! so a client that read, edited and wrote back cannot overwrite what
+//! another writer stored in between. Without `If-Match` a write applies to
+//! whatever version is current, as before.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::{header, request::Parts, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use mote_api::api::{RevertRequest, SettingsHistory, SettingsValue, VersionedSettings};
+use mote_api::api::{
+    settings_etag, settings_version_of, RevertRequest, SettingsHistory, SettingsValue,
+    VersionedSettings,
+};
 use mote_api::control::NodeSettings;
 
 use super::AppState;
@@ -22,8 +35,49 @@ fn redacted(mut current: VersionedSettings) -> VersionedSettings {
     current
 }
 
-pub async fn get(State(app): State<AppState>) -> Result<Json<VersionedSettings>, ApiError> {
-    Ok(Json(redacted(lock(&app.store)?.current())))
+/// The settings as an answer: redacted, with their version as `ETag`.
+fn tagged(current: VersionedSettings) -> Response {
+    let tag = settings_etag(current.version);
+    ([(header::ETAG, tag)], Json(redacted(current))).into_response()
+}
+
+/// A write's `If-Match`: the settings versions it was made from, `None`
+/// without the header or with `*` (any version).
+pub struct IfMatch(pub Option<Vec<u64>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        if_match(parts.headers.get_all(header::IF_MATCH)).map(IfMatch)
+    }
+}
+
+/// Reads `If-Match` headers: comma-separated tags, each `"N"` or `N`, or `*`.
+fn if_match<'a>(
+    headers: impl IntoIterator<Item = &'a HeaderValue>,
+) -> Result<Option<Vec<u64>>, ApiError> {
+    let mut versions = None::<Vec<u64>>;
+    for value in headers {
+        let text = value.to_str().unwrap_or("(not text)");
+        for tag in text.split(',').map(str::trim) {
+            if tag == "*" {
+                return Ok(None);
+            }
+            let v = settings_version_of(tag).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "If-Match {tag:?} is not a settings version: send the ETag of \
+                     GET /v1/settings (such as \"7\") or the version from its body"
+                ))
+            })?;
+            versions.get_or_insert_with(Vec::new).push(v);
+        }
+    }
+    Ok(versions)
+}
+
+pub async fn get(State(app): State<AppState>) -> Result<Response, ApiError> {
+    Ok(tagged(lock(&app.store)?.current()))
 }
 
 pub async fn get_path(
@@ -54,18 +108,21 @@ pub fn patched(old: &NodeSettings, patch: &serde_json::Value) -> Result<NodeSett
 pub async fn patch(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
+    IfMatch(expected): IfMatch,
     JsonBody(patch): JsonBody<serde_json::Value>,
-) -> Result<Json<VersionedSettings>, ApiError> {
+) -> Result<Response, ApiError> {
     if !patch.is_object() {
         return Err(ApiError::BadRequest(
             "a merge patch is a JSON object".into(),
         ));
     }
     let what = format!("PATCH /v1/settings {patch}");
-    Ok(Json(redacted(
-        app.change(&caller.user, &what, |old| patched(old, &patch))
-            .await?,
-    )))
+    Ok(tagged(
+        app.change_if(&caller.user, &what, expected.as_deref(), |old| {
+            patched(old, &patch)
+        })
+        .await?,
+    ))
 }
 
 pub async fn history(State(app): State<AppState>) -> Result<Json<SettingsHistory>, ApiError> {
@@ -79,8 +136,9 @@ pub async fn history(State(app): State<AppState>) -> Result<Json<SettingsHistory
 pub async fn revert(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
+    IfMatch(expected): IfMatch,
     JsonBody(req): JsonBody<RevertRequest>,
-) -> Result<Json<VersionedSettings>, ApiError> {
+) -> Result<Response, ApiError> {
     let old = match lock(&app.store)?.load(req.version) {
         Ok(s) => s.settings,
         Err(crate::store::StoreError::NoVersion(v)) => {
@@ -89,7 +147,36 @@ pub async fn revert(
         Err(e) => return Err(e.into()),
     };
     let what = format!("revert to version {}", req.version);
-    Ok(Json(redacted(
-        app.change(&caller.user, &what, |_| Ok(old)).await?,
-    )))
+    Ok(tagged(
+        app.change_if(&caller.user, &what, expected.as_deref(), |_| Ok(old))
+            .await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(values: &[&str]) -> Result<Option<Vec<u64>>, ApiError> {
+        let values: Vec<HeaderValue> = values
+            .iter()
+            .map(|v| HeaderValue::from_str(v).unwrap())
+            .collect();
+        if_match(&values)
+    }
+
+    #[test]
+    fn if_match_takes_quoted_or_bare_versions_lists_and_star() {
+        assert_eq!(read(&[]).unwrap(), None);
+        assert_eq!(read(&["\"7\""]).unwrap(), Some(vec![7]));
+        assert_eq!(read(&["7"]).unwrap(), Some(vec![7]));
+        assert_eq!(read(&["\"7\", 8", "\"9\""]).unwrap(), Some(vec![7, 8, 9]));
+        assert_eq!(read(&["*"]).unwrap(), None);
+        for bad in ["", "W/\"7\"", "seven", "\"7"] {
+            match read(&[bad]) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains("If-Match"), "{m}"),
+                other => panic!("{bad:?}: {:?}", other.map_err(|e| e.to_string())),
+            }
+        }
+    }
 }

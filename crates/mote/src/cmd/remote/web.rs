@@ -6,13 +6,24 @@
 //! patches replace arrays whole). moted stores it as a new settings version
 //! and mote-web reloads: new bindings listen, removed or stopped ones close.
 //! Fields this verb does not know are kept as they are.
+//!
+//! The write carries the version it was made from (`If-Match`), so it cannot
+//! overwrite a change another writer stored after the read: moted refuses it
+//! (412), and the verb reads the settings again and makes the same edit on
+//! them, up to [`RETRIES`] times.
 
 use std::net::IpAddr;
 
+use mote_api::api::VersionedSettings;
+use mote_api::client::{Client, ClientError};
 use serde_json::{json, Map, Value};
 
 use crate::output;
 use crate::remote::{Explain, Session};
+
+/// How many times an edit is made again after another writer changed the
+/// settings between its read and its write.
+const RETRIES: usize = 3;
 
 /// The web role's sites and their bindings (`roles.web`).
 #[derive(clap::Args)]
@@ -91,25 +102,88 @@ enum BindingVerb {
 }
 
 pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
-    let current = s.client.settings().await.explain(&s.name)?;
-    let mut web = match &current.settings.roles.web {
-        Some(v @ Value::Object(_)) => v.clone(),
-        _ => json!({}),
-    };
-    let what = match &a.verb {
+    let (what, v) = match &a.verb {
         Verb::Site {
             verb: SiteVerb::List,
-        } => return list(&web, a.json),
-        Verb::Site { verb } => edit_site(&s.name, &mut web, verb)?,
-        Verb::Binding { verb } => edit_binding(&s.name, &mut web, verb)?,
+        } => {
+            let current = s.client.settings().await.explain(&s.name)?;
+            return list(&web_of(&current), a.json);
+        }
+        Verb::Site { verb } => {
+            change(&s.name, &s.client, |web| edit_site(&s.name, web, verb)).await?
+        }
+        Verb::Binding { verb } => {
+            change(&s.name, &s.client, |web| edit_binding(&s.name, web, verb)).await?
+        }
     };
-    let patch = json!({ "roles": { "web": web } });
-    let v = s.client.patch_settings(&patch).await.explain(&s.name)?;
     if a.json {
         return output::json(&v.settings.roles.web.unwrap_or(Value::Null));
     }
     println!("{}: {what}; settings version {}", s.name, v.version);
     Ok(())
+}
+
+/// The `roles.web` section, or an empty one.
+fn web_of(current: &VersionedSettings) -> Value {
+    match &current.settings.roles.web {
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => json!({}),
+    }
+}
+
+/// Where the settings are read and written: the node, or a fake in tests.
+trait SettingsApi {
+    /// The settings and their version.
+    async fn read(&self) -> Result<VersionedSettings, ClientError>;
+    /// Applies `patch` only while the settings are at `version`.
+    async fn write_if(&self, patch: &Value, version: u64)
+        -> Result<VersionedSettings, ClientError>;
+}
+
+impl SettingsApi for Client {
+    async fn read(&self) -> Result<VersionedSettings, ClientError> {
+        self.settings().await
+    }
+
+    async fn write_if(
+        &self,
+        patch: &Value,
+        version: u64,
+    ) -> Result<VersionedSettings, ClientError> {
+        self.patch_settings_if(patch, version).await
+    }
+}
+
+/// Reads `roles.web`, lets `edit` change it and writes it back as made from
+/// the version read. When another writer stored a version in between (412),
+/// reads again and makes the same edit on what is there now, at most
+/// [`RETRIES`] times; an edit that no longer fits (the other writer added the
+/// same site) fails as it would have on its own.
+async fn change(
+    node: &str,
+    api: &impl SettingsApi,
+    mut edit: impl FnMut(&mut Value) -> anyhow::Result<String>,
+) -> anyhow::Result<(String, VersionedSettings)> {
+    let mut retries = 0;
+    loop {
+        let current = api.read().await.explain(node)?;
+        let mut web = web_of(&current);
+        let what = edit(&mut web)?;
+        let patch = json!({ "roles": { "web": web } });
+        match api.write_if(&patch, current.version).await {
+            Ok(v) => return Ok((what, v)),
+            Err(ClientError::PreconditionFailed { .. }) if retries < RETRIES => retries += 1,
+            Err(ClientError::PreconditionFailed { current: now, .. }) => anyhow::bail!(
+                "{node}: other writers kept changing the settings: each of {} tries was made \
+                 from a version that was no longer current (the last from version {}, the node \
+                 is now at {}); nothing was changed: run the command again",
+                RETRIES + 1,
+                current.version,
+                now.map_or_else(|| "a newer one".to_string(), |v| format!("version {v}")),
+            ),
+            Err(e) => return Err(e).explain(node),
+        }
+    }
 }
 
 fn list(web: &Value, json: bool) -> anyhow::Result<()> {
@@ -411,6 +485,127 @@ fn same_binding(a: &Value, b: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    use mote_api::api::{ErrorBody, NodeSettings};
+
+    /// A node whose settings other writers change: before each of the first
+    /// writes, one of them stores its own site.
+    struct Racing {
+        settings: Mutex<VersionedSettings>,
+        others: Mutex<Vec<&'static str>>,
+        reads: Mutex<usize>,
+        refuse: Option<u16>,
+    }
+
+    impl Racing {
+        fn new(others: &[&'static str]) -> Self {
+            Self {
+                settings: Mutex::new(VersionedSettings {
+                    version: 1,
+                    settings: NodeSettings::default(),
+                }),
+                others: Mutex::new(others.iter().rev().copied().collect()),
+                reads: Mutex::new(0),
+                refuse: None,
+            }
+        }
+
+        fn sites(&self) -> Vec<String> {
+            let s = self.settings.lock().unwrap();
+            let web = web_of(&s);
+            web["sites"]
+                .as_array()
+                .map(|a| a.iter().map(|s| str_of(s, "name")).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    fn add(name: &str) -> SiteVerb {
+        SiteVerb::Add {
+            name: name.into(),
+            root: format!("/srv/{name}"),
+            bind: vec!["http://*:8088".into()],
+        }
+    }
+
+    impl SettingsApi for Racing {
+        async fn read(&self) -> Result<VersionedSettings, ClientError> {
+            *self.reads.lock().unwrap() += 1;
+            Ok(self.settings.lock().unwrap().clone())
+        }
+
+        async fn write_if(
+            &self,
+            patch: &Value,
+            version: u64,
+        ) -> Result<VersionedSettings, ClientError> {
+            let mut s = self.settings.lock().unwrap();
+            if let Some(status) = self.refuse {
+                return Err(ClientError::Status {
+                    status,
+                    body: ErrorBody::default(),
+                    retry_after: None,
+                });
+            }
+            if let Some(other) = self.others.lock().unwrap().pop() {
+                let mut web = web_of(&s);
+                edit_site("n1", &mut web, &add(other)).unwrap();
+                s.settings.roles.web = Some(web);
+                s.version += 1;
+            }
+            if s.version != version {
+                return Err(ClientError::PreconditionFailed {
+                    current: Some(s.version),
+                    body: ErrorBody::default(),
+                });
+            }
+            s.settings.roles.web = Some(patch["roles"]["web"].clone());
+            s.version += 1;
+            Ok(s.clone())
+        }
+    }
+
+    async fn add_blog(node: &Racing) -> anyhow::Result<(String, VersionedSettings)> {
+        change("n1", node, |web| edit_site("n1", web, &add("blog"))).await
+    }
+
+    #[tokio::test]
+    async fn a_write_from_a_stale_version_is_made_again_and_no_site_is_lost() {
+        let node = Racing::new(&["other1", "other2", "other3"]);
+        let (what, v) = add_blog(&node).await.unwrap();
+        assert_eq!(what, "web site blog added");
+        assert_eq!(node.sites(), ["other1", "other2", "other3", "blog"]);
+        assert_eq!(v.version, 5);
+        assert_eq!(*node.reads.lock().unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_keeps_losing_gives_up_after_three_retries() {
+        let node = Racing::new(&["o1", "o2", "o3", "o4"]);
+        let err = format!("{:#}", add_blog(&node).await.unwrap_err());
+        assert!(err.contains("each of 4 tries"), "{err}");
+        assert!(err.contains("the node is now at version 5"), "{err}");
+        assert!(err.contains("run the command again"), "{err}");
+        assert_eq!(*node.reads.lock().unwrap(), 4);
+        assert_eq!(node.sites(), ["o1", "o2", "o3", "o4"]);
+    }
+
+    #[tokio::test]
+    async fn an_edit_that_no_longer_fits_fails_and_other_errors_are_not_retried() {
+        // The other writer added the same site: the edit made again fails.
+        let node = Racing::new(&["blog"]);
+        let err = format!("{:#}", add_blog(&node).await.unwrap_err());
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(*node.reads.lock().unwrap(), 2);
+        // A refusal other than 412 ends it at once.
+        let node = Racing {
+            refuse: Some(422),
+            ..Racing::new(&[])
+        };
+        assert!(add_blog(&node).await.is_err());
+        assert_eq!(*node.reads.lock().unwrap(), 1);
+    }
 
     #[test]
     fn binding_urls_parse_into_mote_web_bindings() {
