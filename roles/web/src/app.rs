@@ -17,7 +17,9 @@
 //! Dropping the pool (a reload that removes or changes the app, or
 //! shutdown) aborts the tasks; children are killed on drop.
 //!
-//! Proxying: hyper-util's pooled client (keep-alive to the backends),
+//! Proxying: hyper's HTTP/1.1 client connections, kept per process in a
+//! LIFO idle list (a connection returns when its response body has been
+//! read to the end; one closed while idle is retried on a new connection),
 //! hop-by-hop headers removed, `X-Forwarded-For/-Proto/-Host` added, bodies
 //! streamed both ways, `request_timeout_secs` to the response head → 504,
 //! no ready process → 503, connection failure → 502. `Upgrade` requests
@@ -28,24 +30,125 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
 use crate::body::Body;
 use crate::config::App;
 
-/// Process state observed by the proxy.
+/// One process slot as the proxy sees it: the port of its ready process
+/// and the idle keep-alive connections to it.
 pub(crate) struct Slot {
     /// 0 while not ready.
     port: AtomicU16,
+    /// Idle connections, newest last (taken newest first: the likeliest to
+    /// be alive), with when each went idle.
+    idle: Mutex<VecDeque<(SendRequest<Body>, Instant)>>,
+}
+
+/// Idle connections kept per process.
+const MAX_IDLE: usize = 256;
+/// Idle connections older than this are closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            port: AtomicU16::new(0),
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<(SendRequest<Body>, Instant)>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the newest idle connection that is still open.
+    fn take(&self) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle();
+        while let Some((conn, _)) = idle.pop_back() {
+            if !conn.is_closed() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response was read to the end.
+    pub(crate) fn put(&self, conn: SendRequest<Body>) {
+        if conn.is_closed() || self.port.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle();
+        while idle
+            .front()
+            .is_some_and(|(_, t)| now.duration_since(*t) > IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push_back((conn, now));
+        }
+    }
+
+    /// Forgets the idle connections (the process is gone).
+    fn clear(&self) {
+        self.idle().clear();
+    }
+}
+
+/// A new connection to the backend on `port`.
+async fn connect(port: u16) -> Option<SendRequest<Body>> {
+    let s = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .await
+        .ok()?;
+    let _ = s.set_nodelay(true);
+    let (conn, task) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .ok()?;
+    tokio::spawn(task.with_upgrades());
+    Some(conn)
+}
+
+/// Sends `req` on an idle connection of `slot`, or on a new one. A request
+/// the backend never saw (an idle connection closed under it) is sent again
+/// on a new connection. None when the backend cannot be reached or fails
+/// mid-exchange.
+async fn send(
+    slot: &Arc<Slot>,
+    port: u16,
+    mut req: Request<Body>,
+) -> Option<(Response<Incoming>, SendRequest<Body>)> {
+    loop {
+        let (mut conn, reused) = match slot.take() {
+            Some(c) => (c, true),
+            // Boxed: the handshake future is large and rarely needed.
+            None => (Box::pin(connect(port)).await?, false),
+        };
+        // A pooled connection may still be finishing its last response.
+        if conn.ready().await.is_err() {
+            if reused {
+                continue;
+            }
+            return None;
+        }
+        match conn.try_send_request(req).await {
+            Ok(resp) => return Some((resp, conn)),
+            Err(mut e) => match e.take_message() {
+                Some(r) if reused => req = r,
+                _ => return None,
+            },
+        }
+    }
 }
 
 pub(crate) struct AppPool {
@@ -53,7 +156,6 @@ pub(crate) struct AppPool {
     slots: Vec<Arc<Slot>>,
     next: AtomicUsize,
     tasks: Vec<JoinHandle<()>>,
-    client: Client<HttpConnector, Body>,
 }
 
 impl Drop for AppPool {
@@ -71,35 +173,28 @@ impl AppPool {
         let mut slots = Vec::new();
         let mut tasks = Vec::new();
         for i in 0..config.processes {
-            let slot = Arc::new(Slot {
-                port: AtomicU16::new(0),
-            });
+            let slot = Arc::new(Slot::new());
             slots.push(slot.clone());
             let c = config.clone();
             let name = format!("{site}{}#{i}", config.path);
             tasks.push(tokio::spawn(supervise(c, slot, fails.clone(), name)));
         }
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(conn);
         Arc::new(Self {
             config,
             slots,
             next: AtomicUsize::new(0),
             tasks,
-            client,
         })
     }
 
-    fn pick(&self) -> Option<u16> {
+    /// The next ready process, round-robin: its slot and port.
+    fn pick(&self) -> Option<(&Arc<Slot>, u16)> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
-            .map(|i| self.slots[(start + i) % n].port.load(Ordering::Acquire))
-            .find(|p| *p != 0)
+            .map(|i| &self.slots[(start + i) % n])
+            .map(|s| (s, s.port.load(Ordering::Acquire)))
+            .find(|(_, p)| *p != 0)
     }
 
     /// Waits (bounded) until a process is ready; for tests and first requests.
@@ -122,7 +217,7 @@ impl AppPool {
         https: bool,
         max_body: u64,
     ) -> Response<Body> {
-        let port = match self.pick() {
+        let (slot, port) = match self.pick() {
             Some(p) => p,
             None => {
                 // Just (re)started: give it the startup limit to come up.
@@ -131,7 +226,7 @@ impl AppPool {
                     return status(StatusCode::SERVICE_UNAVAILABLE);
                 }
                 match self.pick() {
-                    Some(p) => p,
+                    Some(x) => x,
                     None => return status(StatusCode::SERVICE_UNAVAILABLE),
                 }
             }
@@ -139,21 +234,20 @@ impl AppPool {
         let upgrade = req.headers().get(header::UPGRADE).cloned();
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let Ok(uri) = format!("http://127.0.0.1:{port}{pq}").parse::<hyper::Uri>() else {
-            return status(StatusCode::BAD_REQUEST);
-        };
         let host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        parts.uri = uri;
+        // Origin form (`/path?query`); HTTP/2 requests come in absolute form.
+        if parts.uri.authority().is_some() {
+            parts.uri = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .map_or_else(|| hyper::Uri::from_static("/"), hyper::Uri::from);
+        }
         parts.version = hyper::Version::HTTP_11;
         strip_hop(&mut parts.headers);
         if let Some(h) = &host {
@@ -173,16 +267,21 @@ impl AppPool {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, u.clone());
         }
-        let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let out = Request::from_parts(parts, Body::limited(body, max_body, over.clone()));
+        // Bodiless requests (most) skip the counting wrapper.
+        let over = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let body = match &over {
+            Some(o) => Body::limited(body, max_body, o.clone()),
+            None => Body::empty(),
+        };
+        let out = Request::from_parts(parts, body);
         let timeout = Duration::from_secs(self.config.request_timeout_secs);
-        let resp = match tokio::time::timeout(timeout, self.client.request(out)).await {
+        let (resp, conn) = match tokio::time::timeout(timeout, send(slot, port, out)).await {
             Err(_) => return status(StatusCode::GATEWAY_TIMEOUT),
-            Ok(Err(_)) if over.load(std::sync::atomic::Ordering::Relaxed) => {
+            Ok(None) if over.is_some_and(|o| o.load(Ordering::Relaxed)) => {
                 return status(StatusCode::PAYLOAD_TOO_LARGE)
             }
-            Ok(Err(_)) => return status(StatusCode::BAD_GATEWAY),
-            Ok(Ok(r)) => r,
+            Ok(None) => return status(StatusCode::BAD_GATEWAY),
+            Ok(Some(r)) => r,
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_up) = client_upgrade {
@@ -201,7 +300,7 @@ impl AppPool {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop(&mut parts.headers);
-        Response::from_parts(parts, Body::Incoming(body))
+        Response::from_parts(parts, Body::proxied(body, conn, slot.clone()))
     }
 }
 
@@ -345,6 +444,7 @@ async fn supervise(c: App, slot: Arc<Slot>, fails: Arc<Mutex<VecDeque<Instant>>>
         slot.port.store(port, Ordering::Release);
         let _ = child.wait().await;
         slot.port.store(0, Ordering::Release);
+        slot.clear();
         let now = Instant::now();
         let rapid = {
             let mut f = fails.lock().unwrap_or_else(|e| e.into_inner());

@@ -39,6 +39,11 @@ use hyper::{header, Response};
 use hyper_util::rt::TokioIo;
 use tokio::signal::unix::{signal, SignalKind};
 
+// mimalloc: per-thread free lists; glibc malloc was ~13% of the proxy
+// path's user time (measured with perf under wrk).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: mote-web --config FILE [--metrics 127.0.0.1:PORT] [--workers N]";
 
 struct Args {

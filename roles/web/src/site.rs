@@ -117,7 +117,22 @@ impl Site {
     }
 }
 
+/// The built-in page for `status`; the usual error statuses are made once.
 pub(crate) fn default_page(status: StatusCode) -> Bytes {
+    static MADE: std::sync::OnceLock<HashMap<u16, Bytes>> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(|| {
+        (400..=511)
+            .filter_map(|c| StatusCode::from_u16(c).ok())
+            .filter(|s| s.canonical_reason().is_some())
+            .map(|s| (s.as_u16(), make_page(s)))
+            .collect()
+    });
+    made.get(&status.as_u16())
+        .cloned()
+        .unwrap_or_else(|| make_page(status))
+}
+
+fn make_page(status: StatusCode) -> Bytes {
     let reason = status.canonical_reason().unwrap_or("");
     Bytes::from(format!(
         "<html>\r\n<head><title>{} {reason}</title></head>\r\n<body>\r\n<center><h1>{} {reason}</h1></center>\r\n<hr><center>mote-web</center>\r\n</body>\r\n</html>\r\n",

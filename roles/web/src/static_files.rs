@@ -130,6 +130,9 @@ impl FileCache {
                 }
             }
         }
+        // One stat settles a missing path (the 404 case) before
+        // `canonicalize`, which costs a readlink per component.
+        std::fs::metadata(&joined).ok()?;
         let canon = std::fs::canonicalize(&joined).ok()?;
         if !canon.starts_with(root) {
             return None;

@@ -480,6 +480,28 @@ fn app_backends_proxy_upgrade_timeout_restart() {
     // Static content beside the app.
     assert_eq!(curl(&[&url(port, "/hello.txt")]).status, 200);
 
+    // Keep-alive to the backends: sequential requests reuse a connection
+    // per process instead of opening one each.
+    let peers: std::collections::HashSet<String> = (0..10)
+        .map(|_| curl(&[&url(port, "/app/peer")]).text())
+        .collect();
+    assert!(peers.len() <= 3, "no reuse: {peers:?}");
+    // A backend that closes after answering: the next requests go out on
+    // new connections.
+    assert_eq!(curl(&[&url(port, "/app/close")]).text(), "closing");
+    for _ in 0..4 {
+        assert_eq!(curl(&[&url(port, "/app/pid")]).status, 200);
+    }
+    // HTTP/2 (absolute-form URI inside) becomes an HTTP/1.1 origin-form
+    // request with the Host header.
+    let r = curl(&["--http2-prior-knowledge", &url(port, "/app/headers")]);
+    assert_eq!((r.status, r.version.as_str()), (200, "HTTP/2"));
+    assert!(
+        r.text().contains(&format!("host: 127.0.0.1:{port}")),
+        "{}",
+        r.text()
+    );
+
     // Request timeout → 504.
     assert_eq!(curl(&[&url(port, "/app/sleep")]).status, 504);
 

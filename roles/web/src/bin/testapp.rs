@@ -2,7 +2,9 @@
 //!
 //! Listens on 127.0.0.1:`$PORT` (HttpPlatformHandler style) and answers:
 //! `GET …/` → `hello from app`; `…/pid` → its process id; `/echo` → the
-//! request body; `/headers` → the request headers; `/sleep` → after 3 s;
+//! request body; `/headers` → the request headers; `/peer` → the address
+//! the request came from (to see connection reuse); `/close` → answers with
+//! `Connection: close` and closes; `/sleep` → after 3 s;
 //! `/exit` → exits the process; an `Upgrade` request → 101, then echoes
 //! raw bytes (a stand-in for a WebSocket). With `MOTE_TESTAPP_FAIL=1` it
 //! exits at once without listening (to exercise startup retries).
@@ -16,7 +18,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    mut req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let up = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -43,6 +48,15 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let body = match last {
         "" => Bytes::from_static(b"hello from app"),
         "pid" => Bytes::from(std::process::id().to_string()),
+        "peer" => Bytes::from(peer.to_string()),
+        "close" => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"closing")));
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            return Ok(r);
+        }
         "echo" => req
             .into_body()
             .collect()
@@ -101,13 +115,16 @@ fn main() {
         };
         println!("mote-web-testapp listening on {port}");
         loop {
-            let Ok((s, _)) = l.accept().await else {
+            let Ok((s, peer)) = l.accept().await else {
                 continue;
             };
             let _ = s.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), hyper::service::service_fn(handle))
+                    .serve_connection(
+                        TokioIo::new(s),
+                        hyper::service::service_fn(move |r| handle(r, peer)),
+                    )
                     .with_upgrades()
                     .await;
             });
