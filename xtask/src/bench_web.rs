@@ -5,9 +5,13 @@
 //! keep-alive (`Connection: close`), the small file over HTTPS (the same
 //! self-signed ECDSA certificate for both), and `mote-web-testapp` behind
 //! each proxy (mote-web's managed app against nginx `proxy_pass` to a copy
-//! started on a fixed port). Every case runs `--seconds` (default 5) with
-//! wrk `-t2 -c64`; req/s, p99 and the ratio are printed, and each server's
-//! peak RSS under load (VmRSS from /proc, summed over nginx's processes).
+//! started on a fixed port; nginx is told to pass what mote-web passes:
+//! the client's Host and X-Forwarded-For/-Proto/-Host, as a production
+//! proxy does). Each case runs `--rounds` times (default 3) per server for
+//! `--seconds` (default 4) with wrk `-t2 -c64`, alternating which server
+//! goes first; the medians of req/s and p99 and their ratios are printed,
+//! and each server's peak RSS under load (VmRSS from /proc, summed over
+//! nginx's processes).
 //!
 //! mote-web runs with `--workers 2`, nginx with `worker_processes 2`.
 //! Everything is on 127.0.0.1, in a temporary directory removed at the end;
@@ -19,13 +23,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-const USAGE: &str = "usage: cargo xtask bench web [--seconds N]
+const USAGE: &str = "usage: cargo xtask bench web [--seconds N] [--rounds N]
 
   wrk against mote-web and nginx (same files, 2 workers each): small file,
   100 KB file, 404, without keep-alive, HTTPS, and an app behind the proxy";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let mut secs = 5u64;
+    let mut secs = 4u64;
+    let mut rounds = 3usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -35,6 +40,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     .and_then(|n| n.parse().ok())
                     .filter(|n| (1..=60).contains(n))
                     .context("--seconds takes 1 to 60")?
+            }
+            "--rounds" => {
+                rounds = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=15).contains(n))
+                    .context("--rounds takes 1 to 15")?
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -123,7 +135,7 @@ program = "{app}"
     std::fs::write(
         d.join("nginx.conf"),
         format!(
-            "user root;\ndaemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n include /etc/nginx/mime.types;\n access_log off;\n sendfile on;\n tcp_nopush on;\n keepalive_requests 100000;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n server {{ listen 127.0.0.1:{n_http}; root {root}; }}\n server {{ listen 127.0.0.1:{n_https} ssl http2; root {root}; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; }}\n server {{ listen 127.0.0.1:{n_proxy}; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+            "user root;\ndaemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n include /etc/nginx/mime.types;\n access_log off;\n sendfile on;\n tcp_nopush on;\n keepalive_requests 100000;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n server {{ listen 127.0.0.1:{n_http}; root {root}; }}\n server {{ listen 127.0.0.1:{n_https} ssl http2; root {root}; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; }}\n server {{ listen 127.0.0.1:{n_proxy}; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $http_host; }} }}\n}}\n",
             d = d.display(),
             root = root.display()
         ),
@@ -176,6 +188,9 @@ program = "{app}"
         ("app behind proxy", "/app/", &[], w_http, n_proxy),
     ];
     println!(
+        "{secs} s per run, {rounds} rounds per case (alternating which server goes first); medians\n"
+    );
+    println!(
         "{:<26} {:>12} {:>9} {:>12} {:>9} {:>7} {:>7}",
         "case", "mote req/s", "p99 ms", "nginx req/s", "p99 ms", "ratio", "p99 ×"
     );
@@ -188,31 +203,30 @@ program = "{app}"
                 "http"
             }
         };
-        let m = wrk(
-            &format!("{}://127.0.0.1:{wp}{path}", scheme(wp)),
-            extra,
-            secs,
-            web_pid,
-            &mut rss_web,
-            false,
-        )?;
-        let n = wrk(
-            &format!("{}://127.0.0.1:{np}{path}", scheme(np)),
-            extra,
-            secs,
-            nginx_pid,
-            &mut rss_nginx,
-            true,
-        )?;
+        let web_url = format!("{}://127.0.0.1:{wp}{path}", scheme(wp));
+        let nginx_url = format!("{}://127.0.0.1:{np}{path}", scheme(np));
+        let (mut m, mut n) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            // Alternate the order so drift on the machine hits both alike.
+            for first_web in [round % 2 == 0, round % 2 == 1] {
+                if first_web {
+                    m.push(wrk(&web_url, extra, secs, web_pid, &mut rss_web, false)?);
+                } else {
+                    n.push(wrk(&nginx_url, extra, secs, nginx_pid, &mut rss_nginx, true)?);
+                }
+            }
+        }
+        let (m_rps, m_p99) = medians(&m);
+        let (n_rps, n_p99) = medians(&n);
         println!(
             "{:<26} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7.2} {:>7.2}",
             name,
-            m.0,
-            m.1,
-            n.0,
-            n.1,
-            m.0 / n.0.max(1.0),
-            m.1 / n.1.max(0.001)
+            m_rps,
+            m_p99,
+            n_rps,
+            n_p99,
+            m_rps / n_rps.max(1.0),
+            m_p99 / n_p99.max(0.001)
         );
     }
     println!(
@@ -222,6 +236,18 @@ program = "{app}"
     );
     drop(procs);
     Ok(())
+}
+
+/// Median req/s and median p99 of some runs.
+fn medians(runs: &[(f64, f64)]) -> (f64, f64) {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    (
+        median(runs.iter().map(|r| r.0).collect()),
+        median(runs.iter().map(|r| r.1).collect()),
+    )
 }
 
 /// Child processes terminated (SIGTERM, then wait) on drop.

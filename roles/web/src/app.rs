@@ -17,9 +17,10 @@
 //! Dropping the pool (a reload that removes or changes the app, or
 //! shutdown) aborts the tasks; children are killed on drop.
 //!
-//! Proxying: hyper's HTTP/1.1 client connections, kept per process in a
-//! LIFO idle list (a connection returns when its response body has been
-//! read to the end; one closed while idle is retried on a new connection),
+//! Proxying: [`backend`]'s HTTP/1.1 exchange in the request's own task, on
+//! connections kept per process in a LIFO idle list (a connection returns
+//! when its answer has been read to the end; a bodiless request an idle
+//! connection never took is sent again on a new one),
 //! hop-by-hop headers removed, `X-Forwarded-For/-Proto/-Host` added, bodies
 //! streamed both ways, `request_timeout_secs` to the response head → 504,
 //! no ready process → 503, connection failure → 502. `Upgrade` requests
@@ -30,17 +31,19 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body as _, Incoming};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
+use crate::backend::{self, Failure};
 use crate::body::Body;
 use crate::config::App;
 
@@ -48,10 +51,10 @@ use crate::config::App;
 /// and the idle keep-alive connections to it.
 pub(crate) struct Slot {
     /// 0 while not ready.
-    port: AtomicU16,
+    pub(crate) port: AtomicU16,
     /// Idle connections, newest last (taken newest first: the likeliest to
     /// be alive), with when each went idle.
-    idle: Mutex<VecDeque<(SendRequest<Body>, Instant)>>,
+    idle: Mutex<VecDeque<(backend::Conn, Instant)>>,
 }
 
 /// Idle connections kept per process.
@@ -60,31 +63,25 @@ const MAX_IDLE: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Slot {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             port: AtomicU16::new(0),
             idle: Mutex::new(VecDeque::new()),
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<(SendRequest<Body>, Instant)>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<(backend::Conn, Instant)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the newest idle connection that is still open.
-    fn take(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle();
-        while let Some((conn, _)) = idle.pop_back() {
-            if !conn.is_closed() {
-                return Some(conn);
-            }
-        }
-        None
+    /// Takes the newest idle connection.
+    pub(crate) fn take(&self) -> Option<backend::Conn> {
+        self.idle().pop_back().map(|(c, _)| c)
     }
 
-    /// Returns a connection whose last response was read to the end.
-    pub(crate) fn put(&self, conn: SendRequest<Body>) {
-        if conn.is_closed() || self.port.load(Ordering::Acquire) == 0 {
+    /// Returns a connection whose last answer was read to the end.
+    pub(crate) fn put(&self, conn: backend::Conn) {
+        if self.port.load(Ordering::Acquire) == 0 {
             return;
         }
         let now = Instant::now();
@@ -106,47 +103,34 @@ impl Slot {
     }
 }
 
-/// A new connection to the backend on `port`.
-async fn connect(port: u16) -> Option<SendRequest<Body>> {
-    let s = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-        .await
-        .ok()?;
-    let _ = s.set_nodelay(true);
-    let (conn, task) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-        .await
-        .ok()?;
-    tokio::spawn(task.with_upgrades());
-    Some(conn)
-}
-
-/// Sends `req` on an idle connection of `slot`, or on a new one. A request
-/// the backend never saw (an idle connection closed under it) is sent again
-/// on a new connection. None when the backend cannot be reached or fails
-/// mid-exchange.
-async fn send(
-    slot: &Arc<Slot>,
+/// Sends the request on an idle connection of `slot`, or on a new one,
+/// and reads the answer's head. A bodiless request that an idle connection
+/// never took (the app had closed it) goes out again on a new connection.
+async fn exchange(
+    slot: &Slot,
     port: u16,
-    mut req: Request<Body>,
-) -> Option<(Response<Incoming>, SendRequest<Body>)> {
+    parts: &Parts,
+    mut body: Option<Incoming>,
+    max_body: u64,
+) -> Result<(backend::Head, backend::Conn), Failure> {
     loop {
         let (mut conn, reused) = match slot.take() {
             Some(c) => (c, true),
-            // Boxed: the handshake future is large and rarely needed.
-            None => (Box::pin(connect(port)).await?, false),
+            None => (
+                backend::Conn::open(port)
+                    .await
+                    .map_err(|_| Failure::Backend)?,
+                false,
+            ),
         };
-        // A pooled connection may still be finishing its last response.
-        if conn.ready().await.is_err() {
-            if reused {
-                continue;
-            }
-            return None;
-        }
-        match conn.try_send_request(req).await {
-            Ok(resp) => return Some((resp, conn)),
-            Err(mut e) => match e.take_message() {
-                Some(r) if reused => req = r,
-                _ => return None,
-            },
+        let r = match conn.send(parts, body.as_mut(), max_body).await {
+            Ok(()) => conn.read_head(&parts.method).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(head) => return Ok((head, conn)),
+            Err(Failure::NotTaken) if reused && body.is_none() => continue,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -248,7 +232,6 @@ impl AppPool {
                 .cloned()
                 .map_or_else(|| hyper::Uri::from_static("/"), hyper::Uri::from);
         }
-        parts.version = hyper::Version::HTTP_11;
         strip_hop(&mut parts.headers);
         if let Some(h) = &host {
             parts.headers.insert(header::HOST, h.clone());
@@ -267,40 +250,41 @@ impl AppPool {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, u.clone());
         }
-        // Bodiless requests (most) skip the counting wrapper.
-        let over = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
-        let body = match &over {
-            Some(o) => Body::limited(body, max_body, o.clone()),
-            None => Body::empty(),
-        };
-        let out = Request::from_parts(parts, body);
+        parts.headers.remove(header::EXPECT); // hyper answered it.
+        let body = (!body.is_end_stream()).then_some(body);
         let timeout = Duration::from_secs(self.config.request_timeout_secs);
-        let (resp, conn) = match tokio::time::timeout(timeout, send(slot, port, out)).await {
+        let exchange = Box::pin(exchange(slot, port, &parts, body, max_body));
+        let (head, conn) = match tokio::time::timeout(timeout, exchange).await {
             Err(_) => return status(StatusCode::GATEWAY_TIMEOUT),
-            Ok(None) if over.is_some_and(|o| o.load(Ordering::Relaxed)) => {
-                return status(StatusCode::PAYLOAD_TOO_LARGE)
+            Ok(Err(Failure::TooLarge)) => return status(StatusCode::PAYLOAD_TOO_LARGE),
+            Ok(Err(Failure::Client)) => return status(StatusCode::BAD_REQUEST),
+            Ok(Err(Failure::NotTaken | Failure::Backend)) => {
+                return status(StatusCode::BAD_GATEWAY)
             }
-            Ok(None) => return status(StatusCode::BAD_GATEWAY),
-            Ok(Some(r)) => r,
+            Ok(Ok(r)) => r,
         };
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_up) = client_upgrade {
-                let mut resp = resp;
-                let backend_up = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    if let (Ok(c), Ok(b)) = (client_up.await, backend_up.await) {
-                        let mut c = TokioIo::new(c);
-                        let mut b = TokioIo::new(b);
-                        let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+        let body = if head.status == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_up) = client_upgrade else {
+                return status(StatusCode::BAD_GATEWAY);
+            };
+            let (early, mut backend) = conn.into_upgraded();
+            tokio::spawn(async move {
+                if let Ok(c) = client_up.await {
+                    let mut c = TokioIo::new(c);
+                    if !early.is_empty() && c.write_all(&early).await.is_err() {
+                        return;
                     }
-                });
-                let (parts, _) = resp.into_parts();
-                return Response::from_parts(parts, Body::empty());
-            }
-        }
-        let (mut parts, body) = resp.into_parts();
-        strip_hop(&mut parts.headers);
-        Response::from_parts(parts, Body::proxied(body, conn, slot.clone()))
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut backend).await;
+                }
+            });
+            Body::empty()
+        } else {
+            backend::body_of(&head, conn, slot)
+        };
+        let mut r = Response::new(body);
+        *r.status_mut() = head.status;
+        *r.headers_mut() = head.headers;
+        r
     }
 }
 
@@ -309,17 +293,6 @@ fn status(s: StatusCode) -> Response<Body> {
     *r.status_mut() = s;
     r
 }
-
-const HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 fn strip_hop(h: &mut HeaderMap) {
     // Headers named in Connection are hop-by-hop too.
@@ -333,7 +306,7 @@ fn strip_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP {
+    for n in backend::HOP {
         h.remove(n);
     }
 }

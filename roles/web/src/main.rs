@@ -18,6 +18,7 @@
 //! Exit codes: 0 on SIGTERM/SIGINT, 1 on a startup error, 2 on bad arguments.
 
 mod app;
+mod backend;
 mod body;
 mod config;
 mod filter;

@@ -486,6 +486,21 @@ fn app_backends_proxy_upgrade_timeout_restart() {
         .map(|_| curl(&[&url(port, "/app/peer")]).text())
         .collect();
     assert!(peers.len() <= 3, "no reuse: {peers:?}");
+    // Bodies larger than one read stream through both ways.
+    let big = curl(&[&url(port, "/app/big")]);
+    assert_eq!(big.body.len(), 1_000_000);
+    assert!(big
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == b'a' + (i % 26) as u8));
+    let upload = "0123456789".repeat(30_000);
+    let file = web.path().join("upload.txt");
+    std::fs::write(&file, &upload).unwrap();
+    let at = format!("@{}", file.display());
+    let r = curl(&["--data-binary", &at, &url(port, "/app/echo")]);
+    assert_eq!((r.status, r.body.len()), (200, upload.len()));
+    assert_eq!(r.text(), upload);
     // A backend that closes after answering: the next requests go out on
     // new connections.
     assert_eq!(curl(&[&url(port, "/app/close")]).text(), "closing");

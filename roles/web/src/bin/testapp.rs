@@ -3,7 +3,8 @@
 //! Listens on 127.0.0.1:`$PORT` (HttpPlatformHandler style) and answers:
 //! `GET …/` → `hello from app`; `…/pid` → its process id; `/echo` → the
 //! request body; `/headers` → the request headers; `/peer` → the address
-//! the request came from (to see connection reuse); `/close` → answers with
+//! the request came from (to see connection reuse); `/big` → 1 MB of
+//! `abc…z` repeated; `/close` → answers with
 //! `Connection: close` and closes; `/sleep` → after 3 s;
 //! `/exit` → exits the process; an `Upgrade` request → 101, then echoes
 //! raw bytes (a stand-in for a WebSocket). With `MOTE_TESTAPP_FAIL=1` it
@@ -49,6 +50,11 @@ async fn handle(
         "" => Bytes::from_static(b"hello from app"),
         "pid" => Bytes::from(std::process::id().to_string()),
         "peer" => Bytes::from(peer.to_string()),
+        "big" => Bytes::from(
+            (0..1_000_000u32)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>(),
+        ),
         "close" => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"closing")));
             r.headers_mut().insert(
