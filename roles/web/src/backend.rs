@@ -105,10 +105,7 @@ impl Conn {
         body: Option<&mut Incoming>,
         max_body: u64,
     ) -> Result<(), Failure> {
-        let framing = match &body {
-            None => None,
-            Some(b) => Some(b.size_hint().exact()),
-        };
+        let framing = body.as_ref().map(|b| b.size_hint().exact());
         let mut head = Vec::with_capacity(512);
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
