@@ -295,6 +295,10 @@ fn status(s: StatusCode) -> Response<Body> {
 }
 
 fn strip_hop(h: &mut HeaderMap) {
+    // Most requests carry none: one pass over the names settles it.
+    if !h.keys().any(|k| backend::HOP.contains(&k.as_str())) {
+        return;
+    }
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)

@@ -310,7 +310,7 @@ pub(crate) fn body_of(head: &Head, mut conn: Conn, slot: &Arc<Slot>) -> crate::b
             }
             Body::bytes(whole)
         }
-        framing => Body::Backend(BackendBody {
+        framing => Body::Backend(Box::new(BackendBody {
             conn: Some(conn),
             state: match framing {
                 Framing::Length(n) => State::Length(n),
@@ -319,7 +319,7 @@ pub(crate) fn body_of(head: &Head, mut conn: Conn, slot: &Arc<Slot>) -> crate::b
             },
             keep_alive: head.keep_alive,
             slot: slot.clone(),
-        }),
+        })),
     }
 }
 

@@ -19,9 +19,10 @@ const CHUNK: usize = 128 * 1024;
 
 pub(crate) enum Body {
     Full(Option<Bytes>),
-    File(FileBody),
+    // Boxed: the variants are large and responses are moved around.
+    File(Box<FileBody>),
     /// An app backend's answer, streamed (see `backend`).
-    Backend(BackendBody),
+    Backend(Box<BackendBody>),
 }
 
 pub(crate) struct FileBody {
@@ -46,11 +47,11 @@ impl Body {
 
     /// `file` positioned at the first byte to send; `len` bytes are sent.
     pub(crate) fn file(file: tokio::fs::File, len: u64) -> Self {
-        Body::File(FileBody {
+        Body::File(Box::new(FileBody {
             file,
             remaining: len,
             buf: BytesMut::new(),
-        })
+        }))
     }
 }
 

@@ -52,6 +52,31 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 pub struct WebSettings {
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Server-wide connection limits (`[limits]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// A client must send a whole request head within this time; an idle
+    /// keep-alive connection is closed after it (slow-header clients hold
+    /// no connection longer).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: default_header_timeout(),
+        }
+    }
+}
+
+fn default_header_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -421,6 +446,12 @@ impl WebSettings {
 
     /// Semantic checks; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3600).contains(&self.limits.header_timeout_secs) {
+            return Err(invalid(
+                "limits.header_timeout_secs",
+                "from 1 to 3600 seconds",
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             let k = |field: &str| format!("sites[{i}].{field}");

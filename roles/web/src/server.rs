@@ -22,7 +22,7 @@ use std::time::Instant;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::task::JoinHandle;
 
@@ -174,7 +174,13 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(listener);
+        // The listener's own address unless it is a wildcard (saves a
+        // getsockname per connection).
+        let local = if listener.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(listener)
+        } else {
+            listener
+        };
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -206,13 +212,16 @@ async fn serve<I>(io: I, conn: Conn, shared: Arc<Shared>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let header_timeout = shared.current().header_timeout;
     let svc = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(&shared, req, conn).await) }
     });
-    let _ = auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(io, svc)
-        .await;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let _ = b.serve_connection_with_upgrades(io, svc).await;
 }
 
 fn plain(status: StatusCode) -> Response<Body> {

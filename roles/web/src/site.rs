@@ -152,6 +152,8 @@ pub(crate) struct ListenerRoutes {
 pub(crate) struct Compiled {
     pub sites: Vec<Arc<Site>>,
     pub routes: HashMap<SocketAddr, ListenerRoutes>,
+    /// `limits.header_timeout_secs`.
+    pub header_timeout: Duration,
 }
 
 impl Compiled {
@@ -319,7 +321,11 @@ pub(crate) fn compile(
         r.hosts.sort_by_key(|(h, _)| h.is_none());
         r.certs.sort_by_key(|(h, _)| h.is_none());
     }
-    Ok(Compiled { sites, routes })
+    Ok(Compiled {
+        sites,
+        routes,
+        header_timeout: Duration::from_secs(s.limits.header_timeout_secs),
+    })
 }
 
 /// How long a verified Basic credential is trusted without re-hashing.

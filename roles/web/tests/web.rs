@@ -836,3 +836,77 @@ fn disabled_sites_do_not_listen_and_reload_flips_them() {
     wait_closed(a);
     assert_eq!(curl(&[&url(b, "/hello.txt")]).status, 200);
 }
+
+/// Reads until the server closes `s`; how long that took.
+fn time_to_close(s: &mut TcpStream) -> Duration {
+    let t = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return t.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn slow_headers_and_idle_keep_alive_are_cut_at_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[limits]
+header_timeout_secs = 1
+[[sites]]
+name = "main"
+root = "{root}"
+bindings = [{{ scheme = "http", address = "127.0.0.1", port = {port} }}]
+logging = {{ enabled = false }}
+"#,
+        root = root.display()
+    );
+    let _web = Web::start(dir, &cfg, &[port], &[]);
+
+    // A head that never ends (slowloris): the connection is closed.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nX-Slow: 1")
+        .unwrap();
+    let took = time_to_close(&mut slow);
+    assert!(
+        took > Duration::from_millis(500) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+
+    // A whole request in time is answered; left idle, the keep-alive
+    // connection is closed too.
+    let mut ok = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    ok.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    ok.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = ok.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let took = time_to_close(&mut ok);
+    assert!(
+        took > Duration::from_millis(500) && took < Duration::from_secs(5),
+        "idle closed after {took:?}"
+    );
+}
+
+#[test]
+fn bad_limits_are_refused_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("web.toml");
+    std::fs::write(&cfg, "[limits]\nheader_timeout_secs = 0\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("limits.header_timeout_secs"), "{err}");
+}
