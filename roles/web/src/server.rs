@@ -232,7 +232,7 @@ fn plain(status: StatusCode) -> Response<Body> {
     r
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response<Tracked> {
     let start = Instant::now();
     let cfg = shared.current();
     let host = req
@@ -241,18 +241,21 @@ async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
     let Some(site) = cfg.route(&conn.listener, host).cloned() else {
-        return plain(StatusCode::NOT_FOUND);
+        return plain(StatusCode::NOT_FOUND).map(|body| Tracked { body, done: None });
     };
     drop(cfg);
     // What the log needs, kept before the request is consumed.
     let logged = site.log.is_some().then(|| {
         let h = req.headers();
-        (
-            req.method().clone(),
-            req.uri().clone(),
-            h.get(header::USER_AGENT).cloned(),
-            h.get(header::REFERER).cloned(),
-        )
+        Box::new(Logged {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            user_agent: h.get(header::USER_AGENT).cloned(),
+            referer: h.get(header::REFERER).cloned(),
+            user: None,
+            substatus: 0,
+            conn,
+        })
     });
     let (mut resp, substatus, user) = pipeline(shared, &site, req, conn).await;
     if conn.https {
@@ -261,7 +264,6 @@ async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response
                 .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
         }
     }
-    let took = start.elapsed();
     let status = resp.status().as_u16();
     let bytes = resp
         .headers()
@@ -269,26 +271,97 @@ async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| hyper::body::Body::size_hint(resp.body()).lower());
-    site.metrics.record(status, bytes, took);
-    if let (Some(log), Some((method, uri, ua, referer))) = (&site.log, logged) {
-        let line = Entry {
-            s_ip: conn.local.ip(),
-            method: method.as_str(),
-            stem: uri.path(),
-            query: uri.query(),
-            s_port: conn.local.port(),
-            user: user.as_deref(),
-            c_ip: conn.peer.ip(),
-            user_agent: ua.as_ref().and_then(|v| v.to_str().ok()),
-            referer: referer.as_ref().and_then(|v| v.to_str().ok()),
+    let logged = logged.map(|mut l| {
+        l.user = user;
+        l.substatus = substatus;
+        l
+    });
+    resp.map(|body| Tracked {
+        body,
+        done: Some(Done {
+            site,
+            start,
             status,
-            substatus,
-            time_taken_ms: took.as_millis(),
+            bytes,
+            logged,
+        }),
+    })
+}
+
+/// A response body that records its request (metrics, log line) when
+/// hyper is done with it: after the last byte was handed to the
+/// connection, or when the client went away. So `time-taken` and the
+/// latency histogram cover the whole body, as IIS's do.
+pub(crate) struct Tracked {
+    body: Body,
+    done: Option<Done>,
+}
+
+struct Done {
+    site: Arc<Site>,
+    start: Instant,
+    status: u16,
+    bytes: u64,
+    /// Boxed: only sites with a log pay for it.
+    logged: Option<Box<Logged>>,
+}
+
+struct Logged {
+    method: hyper::Method,
+    uri: hyper::Uri,
+    user_agent: Option<HeaderValue>,
+    referer: Option<HeaderValue>,
+    user: Option<String>,
+    substatus: u16,
+    conn: Conn,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let Some(d) = self.done.take() else {
+            return;
+        };
+        let took = d.start.elapsed();
+        d.site.metrics.record(d.status, d.bytes, took);
+        if let (Some(log), Some(l)) = (&d.site.log, d.logged) {
+            let line = Entry {
+                s_ip: l.conn.local.ip(),
+                method: l.method.as_str(),
+                stem: l.uri.path(),
+                query: l.uri.query(),
+                s_port: l.conn.local.port(),
+                user: l.user.as_deref(),
+                c_ip: l.conn.peer.ip(),
+                user_agent: l.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+                referer: l.referer.as_ref().and_then(|v| v.to_str().ok()),
+                status: d.status,
+                substatus: l.substatus,
+                time_taken_ms: took.as_millis(),
+            }
+            .format();
+            log.log(line);
         }
-        .format();
-        log.log(line);
     }
-    resp
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Longest-prefix match on whole segments.

@@ -910,3 +910,38 @@ fn bad_limits_are_refused_with_the_key() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("limits.header_timeout_secs"), "{err}");
 }
+
+#[test]
+fn time_taken_covers_the_whole_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    let port = free_port();
+    let logs = dir.path().join("logs");
+    let cfg = app_config(&root, port, "").replace(
+        "logging = { enabled = false }",
+        &format!("logging = {{ dir = \"{}\" }}", logs.display()),
+    );
+    let _web = Web::start(dir, &cfg, &[port], &[]);
+    let t = Instant::now();
+    while curl(&[&url(port, "/app/pid")]).status != 200 {
+        assert!(t.elapsed() < Duration::from_secs(15), "no app");
+    }
+    // The head comes at once; the body takes 600 ms more.
+    let r = curl(&[&url(port, "/app/drip")]);
+    assert_eq!(r.text(), "drip\ndrip\ndrip\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    let f = std::fs::read_dir(logs.join("apps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(f).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains(" /app/drip "))
+        .unwrap_or_else(|| panic!("no line for /app/drip in\n{text}"));
+    let ms: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((550..5000).contains(&ms), "time-taken {ms} ms: {line}");
+}

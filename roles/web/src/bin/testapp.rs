@@ -4,7 +4,7 @@
 //! `GET …/` → `hello from app`; `…/pid` → its process id; `/echo` → the
 //! request body; `/headers` → the request headers; `/peer` → the address
 //! the request came from (to see connection reuse); `/big` → 1 MB of
-//! `abc…z` repeated; `/close` → answers with
+//! `abc…z` repeated; `/drip` → three chunks 300 ms apart (chunked); `/close` → answers with
 //! `Connection: close` and closes; `/sleep` → after 3 s;
 //! `/exit` → exits the process; an `Upgrade` request → 101, then echoes
 //! raw bytes (a stand-in for a WebSocket). With `MOTE_TESTAPP_FAIL=1` it
@@ -13,6 +13,7 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -22,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn handle(
     mut req: Request<Incoming>,
     peer: std::net::SocketAddr,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let up = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -40,7 +41,7 @@ async fn handle(
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "upgrade")
             .header("upgrade", "echo")
-            .body(Full::new(Bytes::new()))
+            .body(Full::new(Bytes::new()).boxed())
             .unwrap_or_default();
         return Ok(r);
     }
@@ -56,7 +57,7 @@ async fn handle(
                 .collect::<Vec<u8>>(),
         ),
         "close" => {
-            let mut r = Response::new(Full::new(Bytes::from_static(b"closing")));
+            let mut r = Response::new(Full::new(Bytes::from_static(b"closing")).boxed());
             r.headers_mut().insert(
                 hyper::header::CONNECTION,
                 hyper::header::HeaderValue::from_static("close"),
@@ -76,18 +77,55 @@ async fn handle(
             }
             Bytes::from(s)
         }
+        "drip" => return Ok(Response::new(Drip::new().boxed())),
         "sleep" => {
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             Bytes::from_static(b"slept")
         }
         "exit" => std::process::exit(3),
         _ => {
-            let mut r = Response::new(Full::new(Bytes::from_static(b"not found")));
+            let mut r = Response::new(Full::new(Bytes::from_static(b"not found")).boxed());
             *r.status_mut() = StatusCode::NOT_FOUND;
             return Ok(r);
         }
     };
-    Ok(Response::new(Full::new(body)))
+    Ok(Response::new(Full::new(body).boxed()))
+}
+
+/// Three chunks 300 ms apart, length unknown (sent chunked).
+struct Drip {
+    left: u8,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drip {
+    fn new() -> Self {
+        Self {
+            left: 3,
+            pause: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
+        }
+    }
+}
+
+impl hyper::body::Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(std::future::Future::poll(self.pause.as_mut(), cx));
+        self.left -= 1;
+        let next = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+        self.pause.as_mut().reset(next);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+            b"drip\n",
+        )))))
+    }
 }
 
 fn main() {
