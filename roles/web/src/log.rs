@@ -10,8 +10,8 @@
 //! header) when the day changes or the size limit is reached. A full channel
 //! drops the line and counts it rather than slowing requests down.
 //!
-//! Limits: times are UTC (as IIS's default); `time-taken` is measured to the
-//! response head, not the last body byte.
+//! Limits: times are UTC (as IIS's default); `time-taken` runs to the last
+//! body byte handed to the connection (see `server::Tracked`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};

@@ -71,7 +71,8 @@ impl Shared {
 
 pub(crate) struct Server {
     pub shared: Arc<Shared>,
-    listeners: HashMap<SocketAddr, (Scheme, JoinHandle<()>)>,
+    /// Accept loops by address.
+    listeners: HashMap<SocketAddr, JoinHandle<()>>,
 }
 
 /// What a request knows of its connection.
@@ -96,72 +97,92 @@ impl Server {
             shared,
             listeners: HashMap::new(),
         };
-        s.sync_listeners()?;
+        let opened = s.open_new(&s.shared.current())?;
+        s.sync_listeners(opened);
         Ok(s)
     }
 
+    /// Applies new settings. The new listeners are opened first: if one
+    /// cannot be, the reload fails with the previous settings untouched.
     pub(crate) fn reload(&mut self, settings: &WebSettings) -> Result<(), ServerError> {
         let old = self.shared.current();
         let compiled = site::compile(settings, &self.shared.metrics, Some(&old))?;
         drop(old);
+        let opened = self.open_new(&compiled)?;
         *self
             .shared
             .config
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(compiled);
-        self.sync_listeners()
+        self.sync_listeners(opened);
+        Ok(())
     }
 
     pub(crate) fn addresses(&self) -> Vec<SocketAddr> {
         self.listeners.keys().copied().collect()
     }
 
-    fn sync_listeners(&mut self) -> Result<(), ServerError> {
+    /// Binds the addresses of `cfg` that have no listener yet.
+    fn open_new(&self, cfg: &Compiled) -> Result<Vec<Opened>, ServerError> {
+        let mut opened = Vec::new();
+        for addr in cfg.routes.keys() {
+            if self.listeners.contains_key(addr) {
+                continue;
+            }
+            let bind_err = |source| ServerError::Bind {
+                addr: *addr,
+                source,
+            };
+            let std_l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(bind_err)?;
+            let l = tokio::net::TcpListener::from_std(std_l).map_err(bind_err)?;
+            // Every listener can do TLS: whether it does is read from the
+            // settings per connection, so a binding may change scheme on a
+            // reload without closing the socket.
+            let tls = tls::server_config(self.shared.clone(), *addr).map_err(|source| {
+                ServerError::Tls {
+                    addr: *addr,
+                    source,
+                }
+            })?;
+            opened.push(Opened {
+                addr: *addr,
+                listener: l,
+                tls: tokio_rustls::TlsAcceptor::from(tls),
+            });
+        }
+        Ok(opened)
+    }
+
+    /// Starts accepting on `opened` and stops on addresses no longer bound.
+    fn sync_listeners(&mut self, opened: Vec<Opened>) {
         let cfg = self.shared.current();
-        self.listeners.retain(|addr, (scheme, task)| {
-            let keep = cfg.routes.get(addr).is_some_and(|r| r.scheme == *scheme);
+        self.listeners.retain(|addr, task| {
+            let keep = cfg.routes.contains_key(addr);
             if !keep {
                 task.abort();
             }
             keep
         });
-        for (addr, r) in &cfg.routes {
-            if self.listeners.contains_key(addr) {
-                continue;
-            }
-            let std_l = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|source| ServerError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            let l =
-                tokio::net::TcpListener::from_std(std_l).map_err(|source| ServerError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            let tls = match r.scheme {
-                Scheme::Http => None,
-                Scheme::Https => Some(tokio_rustls::TlsAcceptor::from(
-                    tls::server_config(self.shared.clone(), *addr).map_err(|source| {
-                        ServerError::Tls {
-                            addr: *addr,
-                            source,
-                        }
-                    })?,
-                )),
-            };
-            let task = tokio::spawn(accept_loop(l, *addr, tls, self.shared.clone()));
-            self.listeners.insert(*addr, (r.scheme, task));
+        for o in opened {
+            let task = tokio::spawn(accept_loop(o.listener, o.addr, o.tls, self.shared.clone()));
+            self.listeners.insert(o.addr, task);
         }
-        Ok(())
     }
+}
+
+/// A listener bound for new settings, not yet accepting.
+struct Opened {
+    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
 }
 
 async fn accept_loop(
     l: tokio::net::TcpListener,
     listener: SocketAddr,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
 ) {
     loop {
@@ -181,14 +202,19 @@ async fn accept_loop(
         } else {
             listener
         };
+        let https = shared
+            .current()
+            .routes
+            .get(&listener)
+            .is_some_and(|r| r.scheme == Scheme::Https);
         let shared = shared.clone();
-        let tls = tls.clone();
+        let tls = https.then(|| tls.clone());
         tokio::spawn(async move {
             let conn = Conn {
                 listener,
                 local,
                 peer,
-                https: tls.is_some(),
+                https,
             };
             match tls {
                 None => serve(TokioIo::new(stream), conn, shared).await,

@@ -625,6 +625,40 @@ fn sighup_reload_adds_listener_keeps_connections() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(curl(&[&url(b, "/hello.txt")]).status, 200);
+
+    // Regression: valid settings naming a port that is taken fail the
+    // reload as a whole; the new deny rule on the served site must not
+    // slip in.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = taken.local_addr().unwrap().port();
+    let denied = site(&[b, c]).replace(
+        "logging = { enabled = false }",
+        "logging = { enabled = false }\nip = { deny = [\"127.0.0.1/32\"] }",
+    );
+    std::fs::write(web.path().join("web.toml"), denied).unwrap();
+    hup();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(curl(&[&url(b, "/hello.txt")]).status, 200);
+    drop(taken);
+
+    // A binding that changes scheme on the same port: https from then on.
+    let https = site(&[b])
+        .replace("scheme = \"http\"", "scheme = \"https\"")
+        .replace(
+            "logging = { enabled = false }",
+            "logging = { enabled = false }\ntls = { self_signed = true }",
+        );
+    std::fs::write(web.path().join("web.toml"), https).unwrap();
+    hup();
+    let t = Instant::now();
+    loop {
+        let r = curl(&["-k", &format!("https://127.0.0.1:{b}/hello.txt")]);
+        if r.status == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "no https on {b}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn nginx_bin() -> PathBuf {
