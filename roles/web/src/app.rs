@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -110,6 +110,7 @@ async fn exchange(
     slot: &Slot,
     port: u16,
     parts: &Parts,
+    forwarded: &backend::Forwarded<'_>,
     mut body: Option<Incoming>,
     max_body: u64,
 ) -> Result<(backend::Head, backend::Conn), Failure> {
@@ -123,7 +124,7 @@ async fn exchange(
                 false,
             ),
         };
-        let r = match conn.send(parts, body.as_mut(), max_body).await {
+        let r = match conn.send(parts, forwarded, body.as_mut(), max_body).await {
             Ok(()) => conn.read_head(&parts.method).await,
             Err(e) => Err(e),
         };
@@ -218,12 +219,20 @@ impl AppPool {
         let upgrade = req.headers().get(header::UPGRADE).cloned();
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let authority;
+        let host = match parts.headers.get(header::HOST) {
+            Some(h) => Some(h.as_bytes()),
+            None => {
+                authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+                authority.as_deref().map(str::as_bytes)
+            }
+        };
+        let forwarded = backend::Forwarded {
+            host,
+            client_ip,
+            https,
+            upgrade: upgrade.as_ref(),
+        };
         // Origin form (`/path?query`); HTTP/2 requests come in absolute form.
         if parts.uri.authority().is_some() {
             parts.uri = parts
@@ -232,28 +241,9 @@ impl AppPool {
                 .cloned()
                 .map_or_else(|| hyper::Uri::from_static("/"), hyper::Uri::from);
         }
-        strip_hop(&mut parts.headers);
-        if let Some(h) = &host {
-            parts.headers.insert(header::HOST, h.clone());
-            parts
-                .headers
-                .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
-        }
-        append_xff(&mut parts.headers, client_ip);
-        parts.headers.insert(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static(if https { "https" } else { "http" }),
-        );
-        if let Some(u) = &upgrade {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, u.clone());
-        }
-        parts.headers.remove(header::EXPECT); // hyper answered it.
         let body = (!body.is_end_stream()).then_some(body);
         let timeout = Duration::from_secs(self.config.request_timeout_secs);
-        let exchange = Box::pin(exchange(slot, port, &parts, body, max_body));
+        let exchange = exchange(slot, port, &parts, &forwarded, body, max_body);
         let (head, conn) = match tokio::time::timeout(timeout, exchange).await {
             Err(_) => return status(StatusCode::GATEWAY_TIMEOUT),
             Ok(Err(Failure::TooLarge)) => return status(StatusCode::PAYLOAD_TOO_LARGE),
@@ -292,38 +282,6 @@ fn status(s: StatusCode) -> Response<Body> {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = s;
     r
-}
-
-fn strip_hop(h: &mut HeaderMap) {
-    // Most requests carry none: one pass over the names settles it.
-    if !h.keys().any(|k| backend::HOP.contains(&k.as_str())) {
-        return;
-    }
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
-    }
-    for n in backend::HOP {
-        h.remove(n);
-    }
-}
-
-fn append_xff(h: &mut HeaderMap, ip: std::net::IpAddr) {
-    let name = HeaderName::from_static("x-forwarded-for");
-    let v = match h.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&v) {
-        h.insert(name, v);
-    }
 }
 
 fn free_port() -> Option<u16> {

@@ -18,7 +18,7 @@
 //! headers (else 502); interim 1xx answers other than 101 are skipped;
 //! trailers of chunked answers are read and dropped.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -46,6 +46,18 @@ pub(crate) struct Conn {
     stream: TcpStream,
     /// Bytes read but not yet used.
     buf: BytesMut,
+    /// The request head being written (its allocation is reused).
+    wbuf: Vec<u8>,
+}
+
+/// What the proxy tells the app about the client (X-Forwarded-*), and the
+/// upgrade asked for.
+pub(crate) struct Forwarded<'a> {
+    /// The client's Host (or HTTP/2 authority), passed on as Host.
+    pub host: Option<&'a [u8]>,
+    pub client_ip: std::net::IpAddr,
+    pub https: bool,
+    pub upgrade: Option<&'a HeaderValue>,
 }
 
 /// Why an exchange failed.
@@ -87,6 +99,7 @@ impl Conn {
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: Vec::with_capacity(512),
         })
     }
 
@@ -96,30 +109,77 @@ impl Conn {
         (self.buf.freeze(), self.stream)
     }
 
-    /// Writes the request: `parts` (already rewritten for the backend) and
-    /// `body` (None when the client sent none), counting at most `max_body`
-    /// bytes of it.
+    /// Writes the request: the client's `parts` (origin-form URI) with the
+    /// hop-by-hop headers left out and the `forwarded` ones put in, then
+    /// `body` (None when the client sent none), counting at most
+    /// `max_body` bytes of it. The head is written straight from the
+    /// client's header map: nothing is inserted into or removed from it.
     pub(crate) async fn send(
         &mut self,
         parts: &Parts,
+        forwarded: &Forwarded<'_>,
         body: Option<&mut Incoming>,
         max_body: u64,
     ) -> Result<(), Failure> {
         let framing = body.as_ref().map(|b| b.size_hint().exact());
-        let mut head = Vec::with_capacity(512);
+        let head = &mut self.wbuf;
+        head.clear();
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut prior_xff: Option<&HeaderValue> = None;
+        // Headers named in Connection are hop-by-hop too.
+        let named = parts.headers.get_all(header::CONNECTION);
+        let listed = |n: &HeaderName| {
+            named.iter().any(|v| {
+                v.to_str().is_ok_and(|v| {
+                    v.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case(n.as_str()))
+                })
+            })
+        };
+        let has_connection = parts.headers.contains_key(header::CONNECTION);
         for (name, value) in &parts.headers {
-            // The framing is ours to state.
-            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-                continue;
+            match name.as_str() {
+                // The framing and the forwarding headers are ours to state.
+                "content-length" | "transfer-encoding" | "host" | "expect" | "x-forwarded-host"
+                | "x-forwarded-proto" => continue,
+                "x-forwarded-for" => {
+                    prior_xff = Some(value);
+                    continue;
+                }
+                n if is_hop(n) => continue,
+                _ if has_connection && listed(name) => continue,
+                _ => {}
             }
             head.extend_from_slice(name.as_str().as_bytes());
             head.extend_from_slice(b": ");
             head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        if let Some(h) = forwarded.host {
+            for name in [&b"host: "[..], b"x-forwarded-host: "] {
+                head.extend_from_slice(name);
+                head.extend_from_slice(h);
+                head.extend_from_slice(b"\r\n");
+            }
+        }
+        head.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prior) = prior_xff {
+            head.extend_from_slice(prior.as_bytes());
+            head.extend_from_slice(b", ");
+        }
+        let _ = write!(head, "{}\r\n", forwarded.client_ip);
+        head.extend_from_slice(if forwarded.https {
+            b"x-forwarded-proto: https\r\n"
+        } else {
+            b"x-forwarded-proto: http\r\n"
+        });
+        if let Some(u) = forwarded.upgrade {
+            head.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+            head.extend_from_slice(u.as_bytes());
             head.extend_from_slice(b"\r\n");
         }
         match framing {
@@ -127,7 +187,7 @@ impl Conn {
                 if n > max_body {
                     return Err(Failure::TooLarge);
                 }
-                head.extend_from_slice(format!("content-length: {n}\r\n").as_bytes());
+                let _ = write!(head, "content-length: {n}\r\n");
             }
             Some(None) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             None if method_has_body(&parts.method) => {
@@ -137,7 +197,7 @@ impl Conn {
         }
         head.extend_from_slice(b"\r\n");
         self.stream
-            .write_all(&head)
+            .write_all(&self.wbuf)
             .await
             .map_err(|_| Failure::NotTaken)?;
         let Some(body) = body else {
@@ -257,8 +317,9 @@ impl Conn {
                 length = Some(n);
             }
             if !upgrade
-                && (HOP.contains(&name.as_str())
-                    || named.iter().any(|n| n.eq_ignore_ascii_case(name.as_str())))
+                && (is_hop(name.as_str())
+                    || (!named.is_empty()
+                        && named.iter().any(|n| n.eq_ignore_ascii_case(name.as_str()))))
             {
                 continue;
             }
@@ -324,16 +385,20 @@ pub(crate) fn body_of(head: &Head, mut conn: Conn, slot: &Arc<Slot>) -> crate::b
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), not passed on either way.
-pub(crate) const HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+fn is_hop(lowercase_name: &str) -> bool {
+    matches!(
+        lowercase_name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 fn method_has_body(m: &Method) -> bool {
     *m == Method::POST || *m == Method::PUT || *m == Method::PATCH
@@ -576,10 +641,22 @@ mod tests {
             .method(method.clone())
             .uri("/x?y=1")
             .header("host", "example")
+            .header("x-forwarded-for", "198.51.100.1")
+            .header("x-forwarded-proto", "https")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("te", "trailers")
+            .header("x-end", "2")
             .body(())
             .unwrap()
             .into_parts();
-        conn.send(&parts, None, 0).await?;
+        let fwd = Forwarded {
+            host: Some(b"example"),
+            client_ip: std::net::Ipv4Addr::new(192, 0, 2, 7).into(),
+            https: false,
+            upgrade: None,
+        };
+        conn.send(&parts, &fwd, None, 0).await?;
         let head = conn.read_head(&method).await?;
         let slot = Arc::new(Slot::new());
         slot.port.store(port, Ordering::Release);
@@ -607,9 +684,12 @@ mod tests {
             (g.status, &g.body.unwrap()[..], g.pooled),
             (StatusCode::OK, &b"hello"[..], true)
         );
+        // Hop-by-hop headers (and those Connection names) are dropped; the
+        // forwarding headers are ours, X-Forwarded-For extended.
         assert_eq!(
-            req.await.unwrap(),
-            b"GET /x?y=1 HTTP/1.1\r\nhost: example\r\n\r\n"
+            String::from_utf8(req.await.unwrap()).unwrap(),
+            "GET /x?y=1 HTTP/1.1\r\nx-end: 2\r\nhost: example\r\nx-forwarded-host: example\r\n\
+             x-forwarded-for: 198.51.100.1, 192.0.2.7\r\nx-forwarded-proto: http\r\n\r\n"
         );
 
         let (port, _) = canned(

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! mote-web --config /etc/mote/web.toml [--metrics 127.0.0.1:9101] [--workers N]
+//! mote-web --check /run/mote/roles/web.json
 //! ```
 //!
 //! Design: tokio multi-thread runtime (`--workers`, default the CPU count),
@@ -13,9 +14,18 @@
 //! `static_files`, `filter`, `app` (managed backends and the proxy), `tls`,
 //! `log` (W3C logs), `metrics` (Prometheus text on `--metrics`).
 //!
+//! `--check FILE` loads and validates FILE as a reload does
+//! (`WebSettings::load`: JSON or TOML by extension, unknown keys refused,
+//! then `validate`) and exits: 0 and no output when it is good, 1 and
+//! `mote-web: FILE: key: message` on stderr when not. moted runs it on a
+//! new `roles.web` before storing it. It does not build the sites (roots,
+//! error pages, certificates, log directories, listeners): those can still
+//! fail at the reload itself.
+//!
 //! Limits: see each module's docs.
 //!
-//! Exit codes: 0 on SIGTERM/SIGINT, 1 on a startup error, 2 on bad arguments.
+//! Exit codes: 0 on SIGTERM/SIGINT (and for good settings with `--check`),
+//! 1 on a startup error (bad settings with `--check`), 2 on bad arguments.
 
 mod app;
 mod backend;
@@ -32,7 +42,7 @@ mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -45,7 +55,24 @@ use tokio::signal::unix::{signal, SignalKind};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: mote-web --config FILE [--metrics 127.0.0.1:PORT] [--workers N]";
+const USAGE: &str = "usage: mote-web --config FILE [--metrics 127.0.0.1:PORT] [--workers N]
+       mote-web --check FILE";
+
+const HELP: &str = "
+  --config FILE    serve the sites of FILE (.json or .toml); SIGHUP reloads it
+  --check FILE     load and validate FILE as a reload does, then exit: 0 and no
+                   output when good, 1 and `mote-web: FILE: key: message` on
+                   stderr when not (roots, certificates and ports are not tried)
+  --metrics ADDR   serve Prometheus text on this loopback IP:PORT
+  --workers N      runtime threads, 1 to 1024 (default: the CPU count)";
+
+/// What the command line asks for.
+enum Command {
+    /// Serve the sites of a settings file.
+    Serve(Args),
+    /// Load and validate a settings file, then exit.
+    Check(PathBuf),
+}
 
 struct Args {
     config: PathBuf,
@@ -53,14 +80,16 @@ struct Args {
     workers: usize,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
+fn parse_args() -> anyhow::Result<Command> {
     let mut config = None;
+    let mut check = None;
     let mut metrics = None;
-    let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut workers = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--config" => config = Some(PathBuf::from(it.next().context("--config takes a file")?)),
+            "--check" => check = Some(PathBuf::from(it.next().context("--check takes a file")?)),
             "--metrics" => {
                 let addr: SocketAddr = it
                     .next()
@@ -73,29 +102,55 @@ fn parse_args() -> anyhow::Result<Args> {
                 metrics = Some(addr);
             }
             "--workers" => {
-                workers = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| (1..=1024).contains(n))
-                    .context("--workers takes a number from 1 to 1024")?;
+                workers = Some(
+                    it.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| (1..=1024).contains(n))
+                        .context("--workers takes a number from 1 to 1024")?,
+                );
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{USAGE}\n{HELP}");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    Ok(Args {
+    if let Some(file) = check {
+        if config.is_some() || metrics.is_some() || workers.is_some() {
+            bail!("--check takes no other option\n{USAGE}");
+        }
+        return Ok(Command::Check(file));
+    }
+    Ok(Command::Serve(Args {
         config: config.context(USAGE)?,
         metrics,
-        workers,
-    })
+        workers: workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }))
+}
+
+/// `--check FILE`: the exit code; the error, if any, on stderr.
+fn check(file: &Path) -> i32 {
+    match config::WebSettings::load(file) {
+        Ok(_) => 0,
+        Err(e) => {
+            // A semantic error names only the key: add the file, as a parse
+            // error does, so every refusal reads `FILE: key: message`.
+            let message = match &e {
+                config::ConfigError::Invalid { .. } => format!("{}: {e}", file.display()),
+                _ => format!("{:#}", anyhow::Error::from(e)),
+            };
+            eprintln!("mote-web: {message}");
+            1
+        }
+    }
 }
 
 fn main() {
     let args = match parse_args() {
-        Ok(a) => a,
+        Ok(Command::Serve(a)) => a,
+        Ok(Command::Check(file)) => std::process::exit(check(&file)),
         Err(e) => {
             eprintln!("mote-web: {e:#}");
             std::process::exit(2);

@@ -979,3 +979,67 @@ fn time_taken_covers_the_whole_body() {
     let ms: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((550..5000).contains(&ms), "time-taken {ms} ms: {line}");
 }
+
+#[test]
+fn check_is_silent_on_good_settings_and_names_file_and_key_of_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        let out = Command::new(BIN).arg("--check").arg(&f).output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (f, out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    // Good, as JSON (what moted writes) and as TOML: exit 0, no output. The
+    // root is not opened (it does not exist here).
+    let (_, code, out, err) = check(
+        "good.json",
+        r#"{"sites":[{"name":"main","root":"/nonexistent/www","bindings":[{"scheme":"http","port":8080}]}]}"#,
+    );
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
+    let (_, code, out, err) = check(
+        "good.toml",
+        "[[sites]]\nname = \"main\"\nroot = \"/srv/www\"\nbindings = [{ scheme = \"http\", port = 80 }]\n",
+    );
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
+    // A validation error: exit 1, `mote-web: FILE: key: message`.
+    let (f, code, out, err) = check("limits.json", r#"{"limits":{"header_timeout_secs":0}}"#);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert_eq!(
+        err,
+        format!(
+            "mote-web: {}: limits.header_timeout_secs: from 1 to 3600 seconds\n",
+            f.display()
+        )
+    );
+    // A value of the wrong type and an unknown key: the same shape.
+    let (f, code, _, err) = check(
+        "port.json",
+        r#"{"sites":[{"name":"main","root":"/srv","bindings":[{"scheme":"http","port":70000}]}]}"#,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "mote-web: {}: sites[0].bindings[0].port: invalid value: integer `70000`, expected u16",
+        f.display()
+    );
+    assert!(err.starts_with(&want), "{err}");
+    let (f, code, _, err) = check("key.toml", "[limit]\nheader_timeout_secs = 5\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!("mote-web: {}: limit: unknown field", f.display())),
+        "{err}"
+    );
+    // A file that cannot be read is bad too; --check stands alone.
+    let missing = dir.path().join("missing.json");
+    let out = Command::new(BIN).arg("--check").arg(&missing).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read") && err.contains("missing.json"), "{err}");
+    let out = Command::new(BIN)
+        .args(["--check", "a.json", "--workers", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--check FILE"));
+}
