@@ -218,19 +218,23 @@ async fn accept_loop(
             };
             match tls {
                 None => serve(TokioIo::new(stream), conn, shared).await,
-                Some(acc) => {
-                    let Ok(Ok(s)) = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acc.accept(stream),
-                    )
-                    .await
-                    else {
-                        return;
-                    };
-                    serve(TokioIo::new(s), conn, shared).await
-                }
+                // Boxed: a TLS connection's future is several times the
+                // plain one's, and every spawn copies the task's future.
+                Some(acc) => Box::pin(serve_tls(acc, stream, conn, shared)).await,
             }
         });
+    }
+}
+
+async fn serve_tls(
+    acc: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    conn: Conn,
+    shared: Arc<Shared>,
+) {
+    let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acc.accept(stream));
+    if let Ok(Ok(s)) = handshake.await {
+        serve(TokioIo::new(s), conn, shared).await
     }
 }
 
