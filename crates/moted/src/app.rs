@@ -37,6 +37,9 @@ pub struct App {
     /// Where `mote-web --metrics` answers, read when the settings name the
     /// `web` package.
     pub web_metrics: Mutex<SocketAddr>,
+    /// The web server that checks a new `roles.web` (`mote-web --check`);
+    /// when it does not exist (no web package) nothing is checked.
+    pub web_binary: Mutex<PathBuf>,
 }
 
 /// The caller of a request, as the auth layer found it.
@@ -67,9 +70,9 @@ impl App {
     }
 
     /// Changes the settings: `edit` makes the new tree from the current one;
-    /// it is validated, applied by PID 1 and stored as a new version. When PID
-    /// 1 refuses, the previous settings are applied again and nothing is
-    /// stored.
+    /// it is validated (a changed `roles.web` by `mote-web --check` too),
+    /// applied by PID 1 and stored as a new version. When PID 1 refuses, the
+    /// previous settings are applied again and nothing is stored.
     pub async fn change(
         &self,
         who: &str,
@@ -103,6 +106,7 @@ impl App {
         }
         let new = edit(&old.settings)?;
         new.validate().map_err(ApiError::Invalid)?;
+        self.check_roles(&old.settings, &new).await?;
         let applied = self
             .init
             .call(Request::Apply {
@@ -130,6 +134,29 @@ impl App {
             });
         }
         Ok(lock(&self.store)?.save(new, who, what)?)
+    }
+
+    /// Has the web server judge `roles.web` when `new` changes it and the
+    /// node has the web server ([`crate::core::web_check`]); a section
+    /// removed altogether needs no check (PID 1 then writes one without
+    /// sites).
+    async fn check_roles(&self, old: &NodeSettings, new: &NodeSettings) -> Result<(), ApiError> {
+        let Some(section) = &new.roles.web else {
+            return Ok(());
+        };
+        if new.roles.web == old.roles.web {
+            return Ok(());
+        }
+        let binary = lock(&self.web_binary)?.clone();
+        if !binary.exists() {
+            return Ok(());
+        }
+        crate::core::web_check::check(&binary, section)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "roles.web refused");
+                ApiError::from(e)
+            })
     }
 
     /// Records a change in the audit log and sends it to PID 1 as an event.

@@ -131,6 +131,7 @@ pub async fn start(config: Config, init: Arc<dyn Init>) -> Result<Running, Start
         cpu: Mutex::new(None),
         token_ttl: config.token_ttl,
         web_metrics: Mutex::new(core::web::DEFAULT_ADDR),
+        web_binary: Mutex::new(PathBuf::from(core::web_check::BINARY)),
     });
     let listener = TcpListener::bind(config.listen)
         .await

@@ -1031,10 +1031,17 @@ fn check_is_silent_on_good_settings_and_names_file_and_key_of_bad_ones() {
     );
     // A file that cannot be read is bad too; --check stands alone.
     let missing = dir.path().join("missing.json");
-    let out = Command::new(BIN).arg("--check").arg(&missing).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg(&missing)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot read") && err.contains("missing.json"), "{err}");
+    assert!(
+        err.contains("cannot read") && err.contains("missing.json"),
+        "{err}"
+    );
     let out = Command::new(BIN)
         .args(["--check", "a.json", "--workers", "2"])
         .output()

@@ -122,6 +122,15 @@ impl Op {
         ));
         self.etag()
     }
+    /// A settings write whose new settings are validated (422).
+    fn validated(mut self) -> Self {
+        self.refusals.push((
+            "422",
+            "The new settings are invalid: `problems` names each key. A changed `roles.web` is also checked by `mote-web --check` on a node with the web package, and its message is in `error`. Nothing was stored or applied.",
+            Vec::new(),
+        ));
+        self
+    }
 }
 
 /// Schemas of the API types, collected for `components.schemas`.
@@ -222,10 +231,11 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
         .answer(JSON, s.of::<VersionedSettings>()),
         ("PATCH", "/v1/settings") => Op::new(
             "patchSettings",
-            "Change settings by an RFC 7396 merge patch: validated (422), applied by PID 1 (409 and rollback on refusal), stored as a new version; with `If-Match`, only if the settings are still at that version (412)",
+            "Change settings by an RFC 7396 merge patch: validated (422; a changed `roles.web` by `mote-web --check` too), applied by PID 1 (409 and rollback on refusal), stored as a new version; with `If-Match`, only if the settings are still at that version (412)",
             settings_change,
         )
         .if_match()
+        .validated()
         .body(
             JSON,
             json!({
@@ -243,10 +253,11 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
         .answer(JSON, s.of::<SettingsHistory>()),
         ("POST", "/v1/settings/revert") => Op::new(
             "revertSettings",
-            "Bring back a stored version (as a new version); with `If-Match`, only if the settings are still at that version (412)",
+            "Bring back a stored version (as a new version), validated like a patch (422); with `If-Match`, only if the settings are still at that version (412)",
             settings_change,
         )
         .if_match()
+        .validated()
         .body(JSON, s.of::<RevertRequest>())
         .answer(JSON, s.of::<VersionedSettings>()),
         ("GET", "/v1/settings/{*path}") => Op::new(
