@@ -8,7 +8,8 @@
 //! it, writes through a `BufWriter`, flushes once a second when idle, and
 //! opens a new file (with the `#Software`/`#Version`/`#Date`/`#Fields`
 //! header) when the day changes or the size limit is reached. A full channel
-//! drops the line and counts it rather than slowing requests down.
+//! drops the line and counts it (`mote_web_log_dropped_total`) rather than
+//! slowing requests down.
 //!
 //! Limits: times are UTC (as IIS's default); `time-taken` runs to the last
 //! body byte handed to the connection (see `server::Tracked`).
@@ -16,11 +17,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
+
+use crate::metrics::SiteMetrics;
 
 pub(crate) const FIELDS: &str = "date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken";
 
@@ -43,7 +47,8 @@ pub enum LogError {
 /// The sending half of a site's log.
 pub(crate) struct Logger {
     tx: SyncSender<(SystemTime, String)>,
-    pub dropped: AtomicU64,
+    /// Where dropped lines are counted (`mote_web_log_dropped_total`).
+    metrics: Arc<SiteMetrics>,
 }
 
 /// One request, as the log wants it.
@@ -108,6 +113,7 @@ impl Logger {
         site: &str,
         max_bytes: u64,
         daily: bool,
+        metrics: Arc<SiteMetrics>,
     ) -> Result<Self, LogError> {
         let dir = dir.join(site);
         std::fs::create_dir_all(&dir).map_err(|source| LogError::Dir {
@@ -136,17 +142,14 @@ impl Logger {
                 }
             })
             .map_err(LogError::Thread)?;
-        Ok(Self {
-            tx,
-            dropped: AtomicU64::new(0),
-        })
+        Ok(Self { tx, metrics })
     }
 
     pub(crate) fn log(&self, line: String) {
         match self.tx.try_send((SystemTime::now(), line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.log_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -243,7 +246,7 @@ mod tests {
     #[test]
     fn writes_header_and_rotates_by_size() {
         let d = tempfile::tempdir().unwrap();
-        let l = Logger::start(d.path(), "s", 4096, true).unwrap();
+        let l = Logger::start(d.path(), "s", 4096, true, Default::default()).unwrap();
         let e = Entry {
             s_ip: "127.0.0.1".parse().unwrap(),
             method: "GET",

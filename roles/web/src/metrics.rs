@@ -23,6 +23,8 @@ pub(crate) struct SiteMetrics {
     bytes: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     latency_us: AtomicU64,
+    /// Log lines dropped because the site's log writer fell behind.
+    pub log_dropped: AtomicU64,
 }
 
 impl SiteMetrics {
@@ -82,6 +84,14 @@ impl Registry {
                 s.bytes.load(Relaxed)
             );
         }
+        o.push_str("# TYPE mote_web_log_dropped_total counter\n");
+        for (n, s) in m.iter() {
+            let _ = writeln!(
+                o,
+                "mote_web_log_dropped_total{{site=\"{n}\"}} {}",
+                s.log_dropped.load(Relaxed)
+            );
+        }
         o.push_str("# TYPE mote_web_request_duration_seconds histogram\n");
         for (n, s) in m.iter() {
             let mut acc = 0;
@@ -127,5 +137,6 @@ mod tests {
         assert!(t.contains("mote_web_sent_bytes_total{site=\"a\"} 15"));
         assert!(t.contains("le=\"0.0005\"} 1"));
         assert!(t.contains("le=\"+Inf\"} 2"));
+        assert!(t.contains("mote_web_log_dropped_total{site=\"a\"} 0"));
     }
 }

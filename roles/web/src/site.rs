@@ -244,14 +244,17 @@ pub(crate) fn compile(
             .logging
             .enabled
             .then(|| (c.logging.dir.clone(), c.logging.max_bytes, c.logging.daily));
+        let site_metrics = metrics.site(&c.name);
         let log = match (&log_key, old_site) {
             (None, _) => None,
             (Some(k), Some(o)) if o.log_key.as_ref() == Some(k) => o.log.clone(),
             (Some((dir, max, daily)), _) => Some(Arc::new(
-                Logger::start(dir, &c.name, *max, *daily).map_err(|source| SiteError::Log {
-                    site: c.name.clone(),
-                    source,
-                })?,
+                Logger::start(dir, &c.name, *max, *daily, site_metrics.clone()).map_err(
+                    |source| SiteError::Log {
+                        site: c.name.clone(),
+                        source,
+                    },
+                )?,
             )),
         };
         let apps = c
@@ -311,7 +314,7 @@ pub(crate) fn compile(
             deny: c.ip.deny.clone(),
             redirects: c.redirects.clone(),
             apps,
-            metrics: metrics.site(&c.name),
+            metrics: site_metrics,
             log,
             log_key,
         }));
