@@ -287,7 +287,7 @@ pub fn explain(name: &str, address: Option<&str>, e: ClientError) -> anyhow::Err
         }
         ClientError::Status { status, body, .. } => {
             let mut msg = format!("node {name} answered {status}: {}", body.error);
-            for p in &body.problems {
+            for p in body.problems.iter().filter(|p| !told(&body.error, p)) {
                 msg.push_str(&format!(
                     "\n  {}: found {}, allowed {}",
                     p.path, p.found, p.allowed
@@ -302,6 +302,22 @@ pub fn explain(name: &str, address: Option<&str>, e: ClientError) -> anyhow::Err
     }
 }
 
+/// Whether `error` already says what problem `p` does (`KEY: FOUND`, KEY
+/// the problem's path or its tail after a dot), as a refusal by
+/// `mote-web --check` does: then the problem is not printed again.
+fn told(error: &str, p: &mote_api::api::Problem) -> bool {
+    let mut path = p.path.as_str();
+    loop {
+        if error.contains(&format!("{path}: {}", p.found)) {
+            return true;
+        }
+        match path.split_once('.') {
+            Some((_, tail)) => path = tail,
+            None => return false,
+        }
+    }
+}
+
 /// Extension: explain a client error for node `name`.
 pub trait Explain<T> {
     /// See [`explain`].
@@ -311,5 +327,36 @@ pub trait Explain<T> {
 impl<T> Explain<T> for Result<T, ClientError> {
     fn explain(self, name: &str) -> anyhow::Result<T> {
         self.map_err(|e| explain(name, None, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_the_error_already_states_is_not_repeated() {
+        let p = |path: &str, found: &str| mote_api::api::Problem {
+            path: path.into(),
+            found: found.into(),
+            allowed: "a value `mote-web --check` accepts".into(),
+            hint: None,
+        };
+        let web = "mote-web refuses roles.web: limits.header_timeout_secs: from 1 to 3600 \
+                   seconds; nothing was stored or applied";
+        assert!(told(
+            web,
+            &p(
+                "roles.web.limits.header_timeout_secs",
+                "from 1 to 3600 seconds"
+            )
+        ));
+        assert!(!told(
+            web,
+            &p("roles.web.limits.other", "from 1 to 3600 seconds")
+        ));
+        let invalid = "the settings are invalid (1 problems)";
+        assert!(!told(invalid, &p("system.hostname", "\"bad host!\"")));
+        assert!(!told(invalid, &p("x", "1")));
     }
 }

@@ -170,8 +170,8 @@ fn web_problem(e: &WebCheckError, detail: &str) -> Problem {
     Problem {
         path,
         found: found.to_string(),
-        allowed: "what `mote-web --check` accepts".into(),
-        hint: Some("docs/web.md lists every key of roles.web and its checks".into()),
+        allowed: "a value `mote-web --check` accepts (docs/web.md#errors)".into(),
+        hint: None,
     }
 }
 

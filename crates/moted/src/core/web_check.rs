@@ -152,16 +152,35 @@ async fn check_within(
     }
 }
 
-/// mote-web's message without `mote-web: ` and the temporary file's name,
-/// which mean nothing to the caller.
+/// mote-web's message without `mote-web: `, the temporary file's name and
+/// a position in that file (` at line 6 column 16`), which mean nothing to
+/// the caller.
 fn detail(stderr: &str, file: &Path) -> String {
     let line = stderr.strip_prefix("mote-web: ").unwrap_or(stderr);
     let file = format!("{}: ", file.display());
     let line = line.strip_prefix(&file).unwrap_or(line);
+    let line = without_position(line);
     if line.is_empty() {
         "(no message)".into()
     } else {
         shorten(line).to_owned()
+    }
+}
+
+/// `text` without a trailing ` at line N column M` (serde_json's).
+fn without_position(text: &str) -> &str {
+    let Some((head, tail)) = text.rsplit_once(" at line ") else {
+        return text;
+    };
+    let is_position = tail.split_once(" column ").is_some_and(|(l, c)| {
+        [l, c]
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if is_position {
+        head
+    } else {
+        text
     }
 }
 
@@ -228,6 +247,23 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("web.json"), "{text}");
+    }
+
+    #[test]
+    fn the_message_loses_the_temporary_file_and_its_positions() {
+        let f = Path::new("/tmp/moted-web-check-x/web.json");
+        assert_eq!(
+            detail(
+                "mote-web: /tmp/moted-web-check-x/web.json: sites[0].hots: unknown field `hots` at line 6 column 16",
+                f
+            ),
+            "sites[0].hots: unknown field `hots`"
+        );
+        assert_eq!(
+            detail("mote-web: limits.x: 3 at line 6", f),
+            "limits.x: 3 at line 6"
+        );
+        assert_eq!(detail("", f), "(no message)");
     }
 
     #[tokio::test]

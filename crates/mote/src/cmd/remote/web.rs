@@ -3,9 +3,11 @@
 //!
 //! Each change reads the whole section, edits its `sites` array and writes
 //! the whole section back as one merge patch (`{"roles":{"web":…}}`; merge
-//! patches replace arrays whole). moted stores it as a new settings version
-//! and mote-web reloads: new bindings listen, removed or stopped ones close.
-//! Fields this verb does not know are kept as they are.
+//! patches replace arrays whole). moted has `mote-web --check` judge it
+//! (a refusal is 422 with mote-web's message, and nothing is stored), stores
+//! it as a new settings version and mote-web reloads: new bindings listen,
+//! removed or stopped ones close. Fields this verb does not know are kept as
+//! they are.
 //!
 //! The write carries the version it was made from (`If-Match`), so it cannot
 //! overwrite a change another writer stored after the read: moted refuses it
