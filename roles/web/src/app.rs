@@ -113,21 +113,20 @@ async fn exchange(
     forwarded: &backend::Forwarded<'_>,
     mut body: Option<Incoming>,
     max_body: u64,
+    until: tokio::time::Instant,
 ) -> Result<(backend::Head, backend::Conn), Failure> {
     loop {
         let (mut conn, reused) = match slot.take() {
             Some(c) => (c, true),
-            None => (
-                backend::Conn::open(port)
-                    .await
-                    .map_err(|_| Failure::Backend)?,
-                false,
-            ),
+            None => match tokio::time::timeout_at(until, backend::Conn::open(port)).await {
+                Err(_) => return Err(Failure::Timeout),
+                Ok(Err(_)) => return Err(Failure::Backend),
+                Ok(Ok(c)) => (c, false),
+            },
         };
-        let r = match conn.send(parts, forwarded, body.as_mut(), max_body).await {
-            Ok(()) => conn.read_head(&parts.method).await,
-            Err(e) => Err(e),
-        };
+        let r = conn
+            .exchange(parts, forwarded, body.as_mut(), max_body, until)
+            .await;
         match r {
             Ok(head) => return Ok((head, conn)),
             Err(Failure::NotTaken) if reused && body.is_none() => continue,
@@ -242,16 +241,16 @@ impl AppPool {
                 .map_or_else(|| hyper::Uri::from_static("/"), hyper::Uri::from);
         }
         let body = (!body.is_end_stream()).then_some(body);
-        let timeout = Duration::from_secs(self.config.request_timeout_secs);
-        let exchange = exchange(slot, port, &parts, &forwarded, body, max_body);
-        let (head, conn) = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => return status(StatusCode::GATEWAY_TIMEOUT),
-            Ok(Err(Failure::TooLarge)) => return status(StatusCode::PAYLOAD_TOO_LARGE),
-            Ok(Err(Failure::Client)) => return status(StatusCode::BAD_REQUEST),
-            Ok(Err(Failure::NotTaken | Failure::Backend)) => {
-                return status(StatusCode::BAD_GATEWAY)
-            }
-            Ok(Ok(r)) => r,
+        let until =
+            tokio::time::Instant::now() + Duration::from_secs(self.config.request_timeout_secs);
+        let (head, conn) = match exchange(slot, port, &parts, &forwarded, body, max_body, until)
+            .await
+        {
+            Err(Failure::Timeout) => return status(StatusCode::GATEWAY_TIMEOUT),
+            Err(Failure::TooLarge) => return status(StatusCode::PAYLOAD_TOO_LARGE),
+            Err(Failure::Client) => return status(StatusCode::BAD_REQUEST),
+            Err(Failure::NotTaken | Failure::Backend) => return status(StatusCode::BAD_GATEWAY),
+            Ok(r) => r,
         };
         let body = if head.status == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_up) = client_upgrade else {

@@ -48,6 +48,10 @@ pub(crate) struct Conn {
     buf: BytesMut,
     /// The request head being written (its allocation is reused).
     wbuf: Vec<u8>,
+    /// The request timeout's timer, kept with the connection: moving a
+    /// registered timer's deadline later is one atomic update, while a new
+    /// timer per request takes the timer wheel's lock twice.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// What the proxy tells the app about the client (X-Forwarded-*), and the
@@ -71,6 +75,8 @@ pub(crate) enum Failure {
     TooLarge,
     /// The client's body failed (the client went away).
     Client,
+    /// No answer head by the deadline.
+    Timeout,
     /// Anything else: a malformed answer, a reset mid-answer.
     Backend,
 }
@@ -100,6 +106,7 @@ impl Conn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(512),
+            deadline: None,
         })
     }
 
@@ -107,6 +114,33 @@ impl Conn {
     /// the 101 head, and the stream.
     pub(crate) fn into_upgraded(self) -> (Bytes, TcpStream) {
         (self.buf.freeze(), self.stream)
+    }
+
+    /// Sends the request and reads the answer's head, by `until` at the
+    /// latest ([`Failure::Timeout`]).
+    pub(crate) async fn exchange(
+        &mut self,
+        parts: &Parts,
+        forwarded: &Forwarded<'_>,
+        body: Option<&mut Incoming>,
+        max_body: u64,
+        until: tokio::time::Instant,
+    ) -> Result<Head, Failure> {
+        let mut deadline = self
+            .deadline
+            .take()
+            .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(until)));
+        deadline.as_mut().reset(until);
+        let r = tokio::select! {
+            biased;
+            r = async {
+                self.send(parts, forwarded, body, max_body).await?;
+                self.read_head(&parts.method).await
+            } => r,
+            () = deadline.as_mut() => Err(Failure::Timeout),
+        };
+        self.deadline = Some(deadline);
+        r
     }
 
     /// Writes the request: the client's `parts` (origin-form URI) with the
@@ -777,6 +811,32 @@ mod tests {
         assert_eq!(
             (g.status, g.body.unwrap().len(), g.pooled),
             (StatusCode::NOT_MODIFIED, 0, true)
+        );
+    }
+
+    #[tokio::test]
+    async fn no_answer_by_the_deadline_is_a_timeout_and_the_timer_is_reused() {
+        let (port, _) = canned(vec![], false).await;
+        let mut conn = Conn::open(port).await.unwrap();
+        let (parts, ()) = hyper::Request::builder()
+            .uri("/slow")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let fwd = Forwarded {
+            host: None,
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            https: false,
+            upgrade: None,
+        };
+        let t = tokio::time::Instant::now();
+        let until = t + Duration::from_millis(60);
+        let r = conn.exchange(&parts, &fwd, None, 0, until).await;
+        assert!(matches!(r, Err(Failure::Timeout)), "{:?}", r.err());
+        assert!(t.elapsed() >= Duration::from_millis(60));
+        assert!(
+            conn.deadline.is_some(),
+            "the timer stays with the connection"
         );
     }
 
