@@ -212,7 +212,14 @@ program = "{app}"
                 if first_web {
                     m.push(wrk(&web_url, extra, secs, web_pid, &mut rss_web, false)?);
                 } else {
-                    n.push(wrk(&nginx_url, extra, secs, nginx_pid, &mut rss_nginx, true)?);
+                    n.push(wrk(
+                        &nginx_url,
+                        extra,
+                        secs,
+                        nginx_pid,
+                        &mut rss_nginx,
+                        true,
+                    )?);
                 }
             }
         }
