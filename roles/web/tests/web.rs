@@ -409,6 +409,17 @@ stdout_log = "{log}"
     )
 }
 
+/// Waits (at most 15 s) until the app under `/app` answers.
+fn wait_app(port: u16) {
+    let t = Instant::now();
+    while curl(&[&url(port, "/app/pid")]).status != 200 {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the app did not come up"
+        );
+    }
+}
+
 #[test]
 fn regression_a_chunked_body_over_the_limit_is_refused_with_413() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,13 +432,7 @@ fn regression_a_chunked_body_over_the_limit_is_refused_with_413() {
         "[sites.request_filtering]\nmax_body_bytes = 1000",
     );
     let _web = Web::start(dir, &cfg, &[port], &[]);
-    let t = Instant::now();
-    while curl(&[&url(port, "/app/pid")]).status != 200 {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the app did not come up"
-        );
-    }
+    wait_app(port);
     let small = "x".repeat(500);
     let big = "x".repeat(5000);
     let chunked = ["-H", "Transfer-Encoding: chunked", "--data-binary"];
@@ -957,10 +962,7 @@ fn time_taken_covers_the_whole_body() {
         &format!("logging = {{ dir = \"{}\" }}", logs.display()),
     );
     let _web = Web::start(dir, &cfg, &[port], &[]);
-    let t = Instant::now();
-    while curl(&[&url(port, "/app/pid")]).status != 200 {
-        assert!(t.elapsed() < Duration::from_secs(15), "no app");
-    }
+    wait_app(port);
     // The head comes at once; the body takes 600 ms more.
     let r = curl(&[&url(port, "/app/drip")]);
     assert_eq!(r.text(), "drip\ndrip\ndrip\n");
