@@ -286,15 +286,7 @@ max_body_bytes = 1000
     assert!(m.contains("mote_web_request_duration_seconds_bucket"));
 
     // W3C log (flushed within a second).
-    std::thread::sleep(Duration::from_millis(1500));
-    let logdir = web.path().join("logs/main");
-    let f = std::fs::read_dir(&logdir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let text = std::fs::read_to_string(f).unwrap();
+    let text = wait_log(&web.path().join("logs/main"), " 404 8 0 ");
     assert!(text.starts_with("#Software: mote-web"), "{text}");
     assert!(text.contains("#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"));
     assert!(
@@ -407,6 +399,29 @@ stdout_log = "{log}"
         root = root.display(),
         log = root.parent().unwrap().join("app.log").display()
     )
+}
+
+/// The text of the one log file in `dir` once it holds `needle` (the
+/// writer flushes about a second after the last line; at most 15 s).
+fn wait_log(dir: &Path, needle: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_dir(dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read_to_string(e.path()).ok())
+            .unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no {needle:?} in the log in {}:\n{text}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits (at most 15 s) until the app under `/app` answers.
@@ -966,14 +981,7 @@ fn time_taken_covers_the_whole_body() {
     // The head comes at once; the body takes 600 ms more.
     let r = curl(&[&url(port, "/app/drip")]);
     assert_eq!(r.text(), "drip\ndrip\ndrip\n");
-    std::thread::sleep(Duration::from_millis(1500));
-    let f = std::fs::read_dir(logs.join("apps"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let text = std::fs::read_to_string(f).unwrap();
+    let text = wait_log(&logs.join("apps"), " /app/drip ");
     let line = text
         .lines()
         .find(|l| l.contains(" /app/drip "))
