@@ -86,20 +86,30 @@ impl Slot {
         }
         let now = Instant::now();
         let mut idle = self.idle();
-        while idle
-            .front()
-            .is_some_and(|(_, t)| now.duration_since(*t) > IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
+        drop_stale(&mut idle, now);
         if idle.len() < MAX_IDLE {
             idle.push_back((conn, now));
         }
     }
 
+    /// Closes the connections idle longer than [`IDLE_TIMEOUT`].
+    fn sweep(&self) {
+        drop_stale(&mut self.idle(), Instant::now());
+    }
+
     /// Forgets the idle connections (the process is gone).
     fn clear(&self) {
         self.idle().clear();
+    }
+}
+
+/// Drops the idle connections (oldest first) past [`IDLE_TIMEOUT`].
+fn drop_stale(idle: &mut VecDeque<(backend::Conn, Instant)>, now: Instant) {
+    while idle
+        .front()
+        .is_some_and(|(_, t)| now.duration_since(*t) > IDLE_TIMEOUT)
+    {
+        idle.pop_front();
     }
 }
 
@@ -163,6 +173,16 @@ impl AppPool {
             let name = format!("{site}{}#{i}", config.path);
             tasks.push(tokio::spawn(supervise(c, slot, fails.clone(), name)));
         }
+        // Idle connections are also trimmed on every return; this closes
+        // them when the app gets no more requests at all.
+        let swept = slots.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(IDLE_TIMEOUT);
+            loop {
+                tick.tick().await;
+                swept.iter().for_each(|s| s.sweep());
+            }
+        }));
         Arc::new(Self {
             config,
             slots,
@@ -396,5 +416,29 @@ async fn supervise(c: App, slot: Arc<Slot>, fails: Arc<Mutex<VecDeque<Instant>>>
             return;
         }
         eprintln!("mote-web: app {name}: exited; restarting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_connections_past_the_timeout_are_closed_oldest_first() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let now = Instant::now();
+        let mut idle = VecDeque::new();
+        for age in [
+            IDLE_TIMEOUT * 2,
+            IDLE_TIMEOUT + Duration::from_secs(1),
+            Duration::ZERO,
+        ] {
+            let conn = backend::Conn::open(port).await.unwrap();
+            idle.push_back((conn, now - age));
+        }
+        drop_stale(&mut idle, now);
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].1, now);
     }
 }
