@@ -131,6 +131,14 @@ fn curl(args: &[&str]) -> Resp {
     }
 }
 
+/// A temporary directory with the test tree under `www`.
+fn fixture() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    tree(&root);
+    (dir, root)
+}
+
 fn tree(root: &Path) {
     std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
     std::fs::create_dir_all(root.join("browse")).unwrap();
@@ -159,9 +167,7 @@ fn url(port: u16, path: &str) -> String {
 
 #[test]
 fn static_content_filtering_logging_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let (port, mport) = (free_port(), free_port());
     let cfg = format!(
         r#"
@@ -299,9 +305,7 @@ max_body_bytes = 1000
 
 #[test]
 fn https_h2_hsts_redirects_auth_ip() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let (http, https, other) = (free_port(), free_port(), free_port());
     let hash = mote_config::password::hash("s3cret").unwrap();
     let cfg = format!(
@@ -437,9 +441,7 @@ fn wait_app(port: u16) {
 
 #[test]
 fn regression_a_chunked_body_over_the_limit_is_refused_with_413() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let port = free_port();
     let cfg = app_config(
         &root,
@@ -471,9 +473,7 @@ fn regression_a_chunked_body_over_the_limit_is_refused_with_413() {
 
 #[test]
 fn app_backends_proxy_upgrade_timeout_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let port = free_port();
     let cfg = app_config(&root, port, "");
     let web = Web::start(dir, &cfg, &[port], &[]);
@@ -573,9 +573,7 @@ fn app_backends_proxy_upgrade_timeout_restart() {
 
 #[test]
 fn app_that_never_starts_gives_503() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let port = free_port();
     let cfg = app_config(
         &root,
@@ -588,9 +586,7 @@ fn app_that_never_starts_gives_503() {
 
 #[test]
 fn sighup_reload_adds_listener_keeps_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let (a, b) = (free_port(), free_port());
     let site = |ports: &[u16]| {
         let binds: Vec<String> = ports
@@ -721,9 +717,7 @@ fn start_nginx(dir: &Path, root: &Path, port: u16) -> Child {
 
 #[test]
 fn same_answers_as_nginx() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let ndir = tempfile::tempdir().unwrap();
     let (mine, theirs) = (free_port(), free_port());
     let mut nginx = start_nginx(ndir.path(), &root, theirs);
@@ -853,9 +847,7 @@ fn wait_closed(port: u16) {
 
 #[test]
 fn disabled_sites_do_not_listen_and_reload_flips_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let (a, b) = (free_port(), free_port());
     let cfg = |on: bool, off: bool| {
         format!(
@@ -906,9 +898,7 @@ fn time_to_close(s: &mut TcpStream) -> Duration {
 
 #[test]
 fn slow_headers_and_idle_keep_alive_are_cut_at_the_header_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let port = free_port();
     let cfg = format!(
         r#"
@@ -967,9 +957,7 @@ fn bad_limits_are_refused_with_the_key() {
 
 #[test]
 fn time_taken_covers_the_whole_body() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
+    let (dir, root) = fixture();
     let port = free_port();
     let logs = dir.path().join("logs");
     let cfg = app_config(&root, port, "").replace(
