@@ -220,7 +220,10 @@ async fn accept_loop(
                 None => serve(TokioIo::new(stream), conn, shared).await,
                 // Boxed: a TLS connection's future is several times the
                 // plain one's, and every spawn copies the task's future.
-                Some(acc) => Box::pin(serve_tls(acc, stream, conn, shared)).await,
+                Some(acc) => {
+                    let tls = Box::pin(serve_tls(acc, stream, conn, shared));
+                    tls.await
+                }
             }
         });
     }
@@ -469,7 +472,11 @@ async fn pipeline(
     {
         // Boxed, like the two handlers below: hyper moves the request's
         // future into place, and inline these made it 4 KB per request.
-        match Box::pin(authenticate(rule, parts.headers.get(header::AUTHORIZATION))).await {
+        // Made in a statement of its own: a temporary lives to the end of
+        // its statement, so in `Box::pin(f).await` the unboxed `f` would
+        // still take room in this future.
+        let checked = Box::pin(authenticate(rule, parts.headers.get(header::AUTHORIZATION)));
+        match checked.await {
             Some(u) => user = Some(u),
             None => {
                 let mut r = site.error(StatusCode::UNAUTHORIZED);
@@ -487,22 +494,19 @@ async fn pipeline(
     {
         let req = Request::from_parts(parts, body);
         let max_body = site.filter.max_body();
-        return (
-            Box::pin(app.proxy(req, conn.peer.ip(), conn.https, max_body)).await,
-            0,
-            user,
-        );
+        let proxied = Box::pin(app.proxy(req, conn.peer.ip(), conn.https, max_body));
+        return (proxied.await, 0, user);
     }
     drop(body);
-    let resp = Box::pin(static_files::serve(
+    let served = Box::pin(static_files::serve(
         site,
         &shared.files,
         &parts.method,
         &parts.headers,
         &path,
         query,
-    ))
-    .await;
+    ));
+    let resp = served.await;
     (resp, 0, user)
 }
 
