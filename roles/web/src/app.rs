@@ -46,16 +46,21 @@ use tokio::task::JoinHandle;
 use crate::backend::{self, Failure};
 use crate::body::Body;
 use crate::config::App;
+use crate::workers;
 
 /// One process slot as the proxy sees it: the port of its ready process
 /// and the idle keep-alive connections to it.
 pub(crate) struct Slot {
     /// 0 while not ready.
     pub(crate) port: AtomicU16,
-    /// Idle connections, newest last (taken newest first: the likeliest to
+    /// Idle connections per worker ([`workers::index`]): a connection is
+    /// registered with the driver of the worker that opened it, so it is
+    /// only used there. Newest last (taken newest first: the likeliest to
     /// be alive), with when each went idle.
-    idle: Mutex<VecDeque<(backend::Conn, Instant)>>,
+    idle: Box<[Mutex<Idle>]>,
 }
+
+type Idle = VecDeque<(backend::Conn, Instant)>;
 
 /// Idle connections kept per process.
 const MAX_IDLE: usize = 256;
@@ -66,12 +71,16 @@ impl Slot {
     pub(crate) fn new() -> Self {
         Self {
             port: AtomicU16::new(0),
-            idle: Mutex::new(VecDeque::new()),
+            idle: (0..=workers::count())
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<(backend::Conn, Instant)>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    /// This worker's idle connections.
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        let mine = workers::index().min(self.idle.len() - 1);
+        lock(&self.idle[mine])
     }
 
     /// Takes the newest idle connection.
@@ -94,17 +103,22 @@ impl Slot {
 
     /// Closes the connections idle longer than [`IDLE_TIMEOUT`].
     fn sweep(&self) {
-        drop_stale(&mut self.idle(), Instant::now());
+        let now = Instant::now();
+        self.idle.iter().for_each(|i| drop_stale(&mut lock(i), now));
     }
 
     /// Forgets the idle connections (the process is gone).
     fn clear(&self) {
-        self.idle().clear();
+        self.idle.iter().for_each(|i| lock(i).clear());
     }
 }
 
+fn lock(idle: &Mutex<Idle>) -> std::sync::MutexGuard<'_, Idle> {
+    idle.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Drops the idle connections (oldest first) past [`IDLE_TIMEOUT`].
-fn drop_stale(idle: &mut VecDeque<(backend::Conn, Instant)>, now: Instant) {
+fn drop_stale(idle: &mut Idle, now: Instant) {
     while idle
         .front()
         .is_some_and(|(_, t)| now.duration_since(*t) > IDLE_TIMEOUT)

@@ -6,11 +6,14 @@
 //! mote-web --check /run/mote/roles/web.json
 //! ```
 //!
-//! Design: tokio multi-thread runtime (`--workers`, default the CPU count),
-//! hyper 1 with HTTP/1.1 and HTTP/2, rustls (ring) for https. The settings
+//! Design: `--workers` threads (default the CPU count) with a
+//! single-threaded tokio runtime each serve the connections (`workers`);
+//! the main thread's runtime reloads, supervises the apps and serves
+//! metrics. hyper 1 with HTTP/1.1 and HTTP/2, rustls (ring) for https. The settings
 //! (`config.rs`) are compiled (`site.rs`) into an `Arc` that every request
 //! reads; SIGHUP reloads the file and swaps it without dropping
-//! connections. Modules: `server` (listeners and the request pipeline),
+//! connections. Modules: `workers` (the serving threads), `server`
+//! (listeners and the request pipeline),
 //! `static_files`, `filter`, `app` (managed backends and the proxy), `tls`,
 //! `log` (W3C logs), `metrics` (Prometheus text on `--metrics`).
 //!
@@ -39,6 +42,7 @@ mod server;
 mod site;
 mod static_files;
 mod tls;
+mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,7 +68,7 @@ const HELP: &str = "
                    output when good, 1 and `mote-web: FILE: key: message` on
                    stderr when not (roots, certificates and ports are not tried)
   --metrics ADDR   serve Prometheus text on this loopback IP:PORT
-  --workers N      runtime threads, 1 to 1024 (default: the CPU count)";
+  --workers N      serving threads, 1 to 1024 (default: the CPU count)";
 
 /// What the command line asks for.
 enum Command {
@@ -156,8 +160,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
     let result = rt
@@ -171,7 +174,8 @@ fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = config::WebSettings::load(&args.config)?;
-    let mut server = server::Server::start(&settings)?;
+    let workers = workers::Workers::start(args.workers).context("cannot start the workers")?;
+    let mut server = server::Server::start(&settings, workers)?;
     for a in server.addresses() {
         eprintln!("mote-web: listening on {a}");
     }

@@ -1,6 +1,7 @@
 //! Listeners, connections and the request pipeline.
 //!
-//! Job: own the listening sockets, accept (TLS when https), serve HTTP/1.1
+//! Job: own the listening sockets, accept on every worker (TLS when
+//! https; see [`crate::workers`]), serve HTTP/1.1
 //! and HTTP/2 (ALPN or prior knowledge) with hyper-util's auto builder, and
 //! run each request through the pipeline:
 //!
@@ -33,6 +34,7 @@ use crate::metrics;
 use crate::site::{self, Compiled, Site, SiteError, AUTH_CACHE};
 use crate::static_files::{self, FileCache};
 use crate::tls::{self, TlsError};
+use crate::workers::{self, Workers};
 
 /// Errors starting or reloading the server.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +73,9 @@ impl Shared {
 
 pub(crate) struct Server {
     pub shared: Arc<Shared>,
-    /// Accept loops by address.
-    listeners: HashMap<SocketAddr, JoinHandle<()>>,
+    workers: Arc<Workers>,
+    /// Accept loops by address, one per worker.
+    listeners: HashMap<SocketAddr, Vec<JoinHandle<()>>>,
 }
 
 /// What a request knows of its connection.
@@ -85,7 +88,11 @@ struct Conn {
 }
 
 impl Server {
-    pub(crate) fn start(settings: &WebSettings) -> Result<Self, ServerError> {
+    /// Compiles `settings` and accepts on their addresses on every worker.
+    pub(crate) fn start(
+        settings: &WebSettings,
+        workers: Arc<Workers>,
+    ) -> Result<Self, ServerError> {
         let metrics = metrics::Registry::default();
         let compiled = site::compile(settings, &metrics, None)?;
         let shared = Arc::new(Shared {
@@ -95,6 +102,7 @@ impl Server {
         });
         let mut s = Self {
             shared,
+            workers,
             listeners: HashMap::new(),
         };
         let opened = s.open_new(&s.shared.current())?;
@@ -136,7 +144,8 @@ impl Server {
             let std_l = std::net::TcpListener::bind(addr)
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .map_err(bind_err)?;
-            let l = tokio::net::TcpListener::from_std(std_l).map_err(bind_err)?;
+            // One socket, registered with each worker's driver.
+            let acceptors = self.workers.acceptors(&std_l).map_err(bind_err)?;
             // Every listener can do TLS: whether it does is read from the
             // settings per connection, so a binding may change scheme on a
             // reload without closing the socket.
@@ -148,7 +157,7 @@ impl Server {
             })?;
             opened.push(Opened {
                 addr: *addr,
-                listener: l,
+                acceptors,
                 tls: tokio_rustls::TlsAcceptor::from(tls),
             });
         }
@@ -161,13 +170,24 @@ impl Server {
         self.listeners.retain(|addr, task| {
             let keep = cfg.routes.contains_key(addr);
             if !keep {
-                task.abort();
+                task.iter().for_each(JoinHandle::abort);
             }
             keep
         });
         for o in opened {
-            let task = tokio::spawn(accept_loop(o.listener, o.addr, o.tls, self.shared.clone()));
-            self.listeners.insert(o.addr, task);
+            let tasks = o
+                .acceptors
+                .into_iter()
+                .zip(self.workers.handles())
+                .enumerate()
+                .map(|(i, (acc, h))| {
+                    let (addr, tls, shared) = (o.addr, o.tls.clone(), self.shared.clone());
+                    h.spawn(self.workers.clone().accept(i, acc, move |s, peer| {
+                        connection(s, peer, addr, tls.clone(), shared.clone())
+                    }))
+                })
+                .collect();
+            self.listeners.insert(o.addr, tasks);
         }
     }
 }
@@ -175,57 +195,45 @@ impl Server {
 /// A listener bound for new settings, not yet accepting.
 struct Opened {
     addr: SocketAddr,
-    listener: tokio::net::TcpListener,
+    /// The socket as each worker's driver knows it.
+    acceptors: Vec<workers::Acceptor>,
     tls: tokio_rustls::TlsAcceptor,
 }
 
-async fn accept_loop(
-    l: tokio::net::TcpListener,
+/// Serves one accepted connection of the listener bound to `listener`.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
     listener: SocketAddr,
     tls: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
 ) {
-    loop {
-        let (stream, peer) = match l.accept().await {
-            Ok(x) => x,
-            Err(_) => {
-                // Out of descriptors and the like: back off briefly.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        // The listener's own address unless it is a wildcard (saves a
-        // getsockname per connection).
-        let local = if listener.ip().is_unspecified() {
-            stream.local_addr().unwrap_or(listener)
-        } else {
-            listener
-        };
-        let https = shared
-            .current()
-            .routes
-            .get(&listener)
-            .is_some_and(|r| r.scheme == Scheme::Https);
-        let shared = shared.clone();
-        let tls = https.then(|| tls.clone());
-        tokio::spawn(async move {
-            let conn = Conn {
-                listener,
-                local,
-                peer,
-                https,
-            };
-            match tls {
-                None => serve(TokioIo::new(stream), conn, shared).await,
-                // Boxed: a TLS connection's future is several times the
-                // plain one's, and every spawn copies the task's future.
-                Some(acc) => {
-                    let tls = Box::pin(serve_tls(acc, stream, conn, shared));
-                    tls.await
-                }
-            }
-        });
+    let _ = stream.set_nodelay(true);
+    // The listener's own address unless it is a wildcard (saves a
+    // getsockname per connection).
+    let local = if listener.ip().is_unspecified() {
+        stream.local_addr().unwrap_or(listener)
+    } else {
+        listener
+    };
+    let https = shared
+        .current()
+        .routes
+        .get(&listener)
+        .is_some_and(|r| r.scheme == Scheme::Https);
+    let conn = Conn {
+        listener,
+        local,
+        peer,
+        https,
+    };
+    if https {
+        // Boxed: a TLS connection's future is several times the plain
+        // one's, and every spawn copies the task's future.
+        let tls = Box::pin(serve_tls(tls, stream, conn, shared));
+        tls.await
+    } else {
+        serve(TokioIo::new(stream), conn, shared).await
     }
 }
 
