@@ -13,7 +13,8 @@
 //! (`config.rs`) are compiled (`site.rs`) into an `Arc` that every request
 //! reads; SIGHUP reloads the file and swaps it without dropping
 //! connections. Modules: `workers` (the serving threads), `server`
-//! (listeners and the request pipeline),
+//! (listeners and the request pipeline), `sniff` (HTTP/1 or HTTP/2 on
+//! plain TCP),
 //! `static_files`, `filter`, `app` (managed backends and the proxy), `tls`,
 //! `log` (W3C logs), `metrics` (Prometheus text on `--metrics`).
 //!
@@ -40,6 +41,7 @@ mod metrics;
 mod mime;
 mod server;
 mod site;
+mod sniff;
 mod static_files;
 mod tls;
 mod workers;

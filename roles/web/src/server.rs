@@ -2,7 +2,7 @@
 //!
 //! Job: own the listening sockets, accept on every worker (TLS when
 //! https; see [`crate::workers`]), serve HTTP/1.1
-//! and HTTP/2 (ALPN or prior knowledge) with hyper-util's auto builder, and
+//! and HTTP/2 (ALPN, or prior knowledge: [`crate::sniff`]) with hyper, and
 //! run each request through the pipeline:
 //!
 //! route by listener + Host → IP allow/deny (403) → request filtering
@@ -24,7 +24,6 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::task::JoinHandle;
 
 use crate::body::Body;
@@ -32,6 +31,7 @@ use crate::config::{Scheme, WebSettings};
 use crate::log::Entry;
 use crate::metrics;
 use crate::site::{self, Compiled, Site, SiteError, AUTH_CACHE};
+use crate::sniff::{self, Proto};
 use crate::static_files::{self, FileCache};
 use crate::tls::{self, TlsError};
 use crate::workers::{self, Workers};
@@ -234,7 +234,7 @@ async fn connection(
         let tls = Box::pin(serve_tls(tls, stream, conn, shared));
         tls.await
     } else {
-        let plain = Box::pin(serve(TokioIo::new(stream), conn, shared));
+        let plain = Box::pin(serve_plain(stream, conn, shared));
         plain.await
     }
 }
@@ -247,11 +247,25 @@ async fn serve_tls(
 ) {
     let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acc.accept(stream));
     if let Ok(Ok(s)) = handshake.await {
-        serve(TokioIo::new(s), conn, shared).await
+        let proto = match s.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Proto::Http2,
+            _ => Proto::Http1,
+        };
+        serve(TokioIo::new(s), proto, conn, shared).await
     }
 }
 
-async fn serve<I>(io: I, conn: Conn, shared: Arc<Shared>)
+/// Plain TCP: the first bytes tell HTTP/2 with prior knowledge from
+/// HTTP/1 ([`sniff`]); they must come within the header timeout.
+async fn serve_plain(mut stream: tokio::net::TcpStream, conn: Conn, shared: Arc<Shared>) {
+    let until = tokio::time::Instant::now() + shared.current().header_timeout;
+    if let Some((proto, first)) = sniff::first_bytes(&mut stream, until).await {
+        let io = sniff::Prefixed::new(first, TokioIo::new(stream));
+        serve(io, proto, conn, shared).await
+    }
+}
+
+async fn serve<I>(io: I, proto: Proto, conn: Conn, shared: Arc<Shared>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -260,11 +274,22 @@ where
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(&shared, req, conn).await) }
     });
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let _ = b.serve_connection_with_upgrades(io, svc).await;
+    let _ = match proto {
+        Proto::Http1 => {
+            hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(io, svc)
+                .with_upgrades()
+                .await
+        }
+        Proto::Http2 => {
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, svc)
+                .await
+        }
+    };
 }
 
 fn plain(status: StatusCode) -> Response<Body> {
