@@ -7,7 +7,7 @@
 //! each proxy (mote-web's managed app against nginx `proxy_pass` to a copy
 //! started on a fixed port; nginx is told to pass what mote-web passes:
 //! the client's Host and X-Forwarded-For/-Proto/-Host, as a production
-//! proxy does). Each case runs `--rounds` times (default 3) per server for
+//! proxy does). Each case runs `--rounds` times (default 5) per server for
 //! `--seconds` (default 4) with wrk `-t2 -c64`, alternating which server
 //! goes first; the medians of req/s and p99 and their ratios are printed,
 //! and each server's peak RSS under load (VmRSS from /proc, summed over
@@ -30,7 +30,7 @@ const USAGE: &str = "usage: cargo xtask bench web [--seconds N] [--rounds N]
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut secs = 4u64;
-    let mut rounds = 3usize;
+    let mut rounds = 5usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -191,8 +191,8 @@ program = "{app}"
         "{secs} s per run, {rounds} rounds per case (alternating which server goes first); medians\n"
     );
     println!(
-        "{:<26} {:>12} {:>9} {:>12} {:>9} {:>7} {:>7}",
-        "case", "mote req/s", "p99 ms", "nginx req/s", "p99 ms", "ratio", "p99 ×"
+        "{:<26} {:>12} {:>9} {:>12} {:>9} {:>7} {:>7} {:>10}",
+        "case", "mote req/s", "p99 ms", "nginx req/s", "p99 ms", "ratio", "p99 ×", "per round"
     );
     let (mut rss_web, mut rss_nginx) = (0u64, 0u64);
     for (name, path, extra, wp, np) in cases {
@@ -225,15 +225,23 @@ program = "{app}"
         }
         let (m_rps, m_p99) = medians(&m);
         let (n_rps, n_p99) = medians(&n);
+        // Each round's ratio, to show how much the machine wanders.
+        let (lo, hi) = m
+            .iter()
+            .zip(&n)
+            .map(|(a, b)| a.0 / b.0.max(1.0))
+            .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
         println!(
-            "{:<26} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7.2} {:>7.2}",
+            "{:<26} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7.2} {:>7.2} {:>5.2}–{:.2}",
             name,
             m_rps,
             m_p99,
             n_rps,
             n_p99,
             m_rps / n_rps.max(1.0),
-            m_p99 / n_p99.max(0.001)
+            m_p99 / n_p99.max(0.001),
+            lo,
+            hi
         );
     }
     println!(

@@ -55,6 +55,10 @@ pub enum ServerError {
     },
 }
 
+/// Pending connections a listening socket holds (the kernel caps it at
+/// `net.core.somaxconn`).
+const BACKLOG: i32 = 1024;
+
 /// State every connection reads.
 pub(crate) struct Shared {
     config: RwLock<Arc<Compiled>>,
@@ -142,6 +146,13 @@ impl Server {
                 source,
             };
             let std_l = std::net::TcpListener::bind(addr)
+                // std listens with a backlog of 128; nginx's is 511. A
+                // second listen() only raises it.
+                .and_then(|l| {
+                    rustix::net::listen(&l, BACKLOG)
+                        .map(|()| l)
+                        .map_err(Into::into)
+                })
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .map_err(bind_err)?;
             // One socket, registered with each worker's driver.
