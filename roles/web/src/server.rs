@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -227,11 +227,11 @@ async fn connection(
     } else {
         listener
     };
-    let https = shared
-        .current()
-        .routes
-        .get(&listener)
-        .is_some_and(|r| r.scheme == Scheme::Https);
+    let (https, header_timeout) = {
+        let cfg = shared.current();
+        let https = cfg.routes.get(&listener).map(|r| r.scheme) == Some(Scheme::Https);
+        (https, cfg.header_timeout)
+    };
     let conn = Conn {
         listener,
         local,
@@ -242,10 +242,10 @@ async fn connection(
     // TLS), and tokio moves a task's future when it spawns and when it
     // ends; a box is made once and never moves.
     if https {
-        let tls = Box::pin(serve_tls(tls, stream, conn, shared));
+        let tls = Box::pin(serve_tls(tls, stream, header_timeout, conn, shared));
         tls.await
     } else {
-        let plain = Box::pin(serve_plain(stream, conn, shared));
+        let plain = Box::pin(serve_plain(stream, header_timeout, conn, shared));
         plain.await
     }
 }
@@ -253,6 +253,7 @@ async fn connection(
 async fn serve_tls(
     acc: tokio_rustls::TlsAcceptor,
     stream: tokio::net::TcpStream,
+    header_timeout: Duration,
     conn: Conn,
     shared: Arc<Shared>,
 ) {
@@ -262,25 +263,29 @@ async fn serve_tls(
             Some(b"h2") => Proto::Http2,
             _ => Proto::Http1,
         };
-        serve(TokioIo::new(s), proto, conn, shared).await
+        serve(TokioIo::new(s), proto, header_timeout, conn, shared).await
     }
 }
 
 /// Plain TCP: the first bytes tell HTTP/2 with prior knowledge from
 /// HTTP/1 ([`sniff`]); they must come within the header timeout.
-async fn serve_plain(mut stream: tokio::net::TcpStream, conn: Conn, shared: Arc<Shared>) {
-    let until = tokio::time::Instant::now() + shared.current().header_timeout;
+async fn serve_plain(
+    mut stream: tokio::net::TcpStream,
+    header_timeout: Duration,
+    conn: Conn,
+    shared: Arc<Shared>,
+) {
+    let until = tokio::time::Instant::now() + header_timeout;
     if let Some((proto, first)) = sniff::first_bytes(&mut stream, until).await {
         let io = sniff::Prefixed::new(first, TokioIo::new(stream));
-        serve(io, proto, conn, shared).await
+        serve(io, proto, header_timeout, conn, shared).await
     }
 }
 
-async fn serve<I>(io: I, proto: Proto, conn: Conn, shared: Arc<Shared>)
+async fn serve<I>(io: I, proto: Proto, header_timeout: Duration, conn: Conn, shared: Arc<Shared>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let header_timeout = shared.current().header_timeout;
     let svc = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(&shared, req, conn).await) }
