@@ -34,20 +34,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--seconds" => {
-                secs = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| (1..=60).contains(n))
-                    .context("--seconds takes 1 to 60")?
-            }
-            "--rounds" => {
-                rounds = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| (1..=15).contains(n))
-                    .context("--rounds takes 1 to 15")?
-            }
+            "--seconds" => secs = number(it.next(), "--seconds", 60)?,
+            "--rounds" => rounds = number(it.next(), "--rounds", 15)? as usize,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -251,6 +239,13 @@ program = "{app}"
     );
     drop(procs);
     Ok(())
+}
+
+/// The value of `flag`: a whole number from 1 to `max`.
+fn number(v: Option<&String>, flag: &str, max: u64) -> anyhow::Result<u64> {
+    v.and_then(|n| n.parse().ok())
+        .filter(|n| (1..=max).contains(n))
+        .with_context(|| format!("{flag} takes 1 to {max}"))
 }
 
 /// Median req/s and median p99 of some runs.
