@@ -157,6 +157,18 @@ pub struct SettingsHistory {
     pub versions: Vec<HistoryEntry>,
 }
 
+/// `GET /v1/settings/status`: is the node running what is stored?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SettingsStatus {
+    /// The version moted has stored (what the node boots next time).
+    pub stored: u64,
+    /// What PID 1 says it runs.
+    pub applied: crate::control::AppliedSettings,
+    /// The node runs the stored version, with no problem.
+    pub in_sync: bool,
+}
+
 /// `POST /v1/settings/revert`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

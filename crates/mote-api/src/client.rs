@@ -352,6 +352,11 @@ impl Client {
         self.get("/v1/settings/history").await
     }
 
+    /// `GET /v1/settings/status`
+    pub async fn settings_status(&self) -> Result<SettingsStatus, ClientError> {
+        self.get("/v1/settings/status").await
+    }
+
     /// `POST /v1/settings/revert`
     pub async fn revert_settings(&self, version: u64) -> Result<VersionedSettings, ClientError> {
         self.post("/v1/settings/revert", &RevertRequest { version })

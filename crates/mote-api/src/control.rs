@@ -56,6 +56,10 @@ pub enum Request {
     Apply {
         /// The whole new settings.
         settings: Box<NodeSettings>,
+        /// The store version they are (moted's), so PID 1 can say which
+        /// version it runs; `None` for settings that were never stored.
+        #[serde(default)]
+        version: Option<u64>,
     },
     /// Reboot or power off, in order.
     Power {
@@ -135,6 +139,51 @@ pub struct SystemInfo {
     pub boot_timeline: Vec<(String, u64)>,
     /// Packages in the image (roles and apps).
     pub packages: Vec<String>,
+    /// Which settings the node runs, and why.
+    #[serde(default)]
+    pub settings: AppliedSettings,
+}
+
+/// Where the settings a node runs came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum SettingsSource {
+    /// The settings store on the state disk (what moted committed).
+    Store,
+    /// The image's `/etc/mote/settings.json`: nothing was stored yet, the
+    /// node has no state disk, or the store could not be used (see
+    /// [`AppliedSettings::problem`]).
+    #[default]
+    Image,
+}
+
+/// The settings PID 1 applied last: which version, from where, and why not
+/// the stored ones when it could not use them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AppliedSettings {
+    /// The store version applied; `None` for the image's settings.
+    pub version: Option<u64>,
+    /// Where they came from.
+    pub source: SettingsSource,
+    /// Why the stored settings are not the ones in force, when that is so.
+    pub problem: Option<String>,
+}
+
+impl std::fmt::Display for AppliedSettings {
+    /// `version 7 (store)`, `image`, `image (problem: …)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.version, self.source) {
+            (Some(v), SettingsSource::Store) => write!(f, "version {v} (store)")?,
+            (Some(v), SettingsSource::Image) => write!(f, "version {v} (image)")?,
+            (None, _) => write!(f, "image")?,
+        }
+        if let Some(p) = &self.problem {
+            write!(f, "; problem: {p}")?;
+        }
+        Ok(())
+    }
 }
 
 /// One service as PID 1 sees it.

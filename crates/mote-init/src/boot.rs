@@ -13,8 +13,12 @@
 //!      `services` — started in dependency order and supervised;
 //! 6. ready — one `mote: ready …` line on the console, when both are done.
 //!
-//! The settings are moted's `/state/mote/settings/current.json` when the
-//! state disk has a valid one, else the image's. The control socket
+//! The settings are the newest version moted committed to its store on the
+//! state disk (`/state/mote/settings`, read with the same code moted
+//! uses, [`mote_api::store::read_committed`]), else the image's. When a
+//! stored version exists but cannot be used, the node says so at error
+//! level, in the ready line (`settings=image!`) and in `System`; it never
+//! falls back silently. The control socket
 //! ([`crate::control`]) is up from the `settings` phase on; services start
 //! only after the state disk, with `moted` (management) first.
 //!
@@ -25,6 +29,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mote_api::control::{AppliedSettings, SettingsSource};
+use mote_api::store::{self, Stored};
 use mote_config::NodeSettings;
 
 use tokio::sync::mpsc;
@@ -38,8 +44,6 @@ use crate::{console, management, net, state, system};
 
 /// Node settings baked into the image.
 pub const SETTINGS: &str = "/etc/mote/settings.json";
-/// Settings saved by moted's settings store, preferred when valid.
-pub const CURRENT_SETTINGS: &str = "/state/mote/settings/current.json";
 /// Module list baked into the image.
 pub const MODULES: &str = "/etc/mote/modules";
 
@@ -120,13 +124,32 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
     let workload = async {
         let state_dir = mount_state(events).await;
         node.boot.mark("state");
-        // moted's saved settings win over the image's once the disk is there.
-        let settings = match load_current(Path::new(CURRENT_SETTINGS), events) {
-            Some(current) => {
-                apply_saved(&node, &settings, current).await;
-                node.settings()
+        // What moted committed wins over the image's once the disk is there.
+        let settings = match state_dir {
+            None => {
+                node.set_applied(AppliedSettings {
+                    problem: Some(
+                        "no state disk: the image's settings, and changes last until the next boot"
+                            .into(),
+                    ),
+                    ..AppliedSettings::default()
+                });
+                settings.clone()
             }
-            None => settings.clone(),
+            Some(_) => match committed(Path::new(store::DIR), events) {
+                Ok(Some(stored)) => {
+                    apply_saved(&node, &settings, stored).await;
+                    node.settings()
+                }
+                Ok(None) => settings.clone(),
+                Err(problem) => {
+                    node.set_applied(AppliedSettings {
+                        problem: Some(problem),
+                        ..AppliedSettings::default()
+                    });
+                    settings.clone()
+                }
+            },
         };
         match first_boot::run(&settings.first_boot, state_dir, &reaper, events).await {
             Outcome::Ran { ok, total } => {
@@ -188,12 +211,14 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
         None
     };
     node.set_ready();
+    let applied = node.applied();
     console::line(format!(
-        "mote: ready hostname={} addresses={} boot_ms={} init_ms={init_ms} services={up}/{} modules={modules}{}",
+        "mote: ready hostname={} addresses={} boot_ms={} init_ms={init_ms} services={up}/{} modules={modules} settings={}{}",
         settings.system.hostname,
         addresses.join(","),
         system::uptime_ms(),
         states.len(),
+        ready_settings(&applied),
         fingerprint.as_deref().map(|fp| format!(" fingerprint={fp}")).unwrap_or_default(),
     ));
     if management_ready {
@@ -224,68 +249,100 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
     action
 }
 
-/// moted's saved settings, when the file exists, parses and validates;
-/// otherwise `None`, with an event saying why it was not used.
-fn load_current(path: &Path, events: &Events) -> Option<NodeSettings> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            events.warn(
-                "init",
-                format!("{}: {e}; using the image's settings", path.display()),
-            );
-            return None;
-        }
-    };
-    match serde_json::from_slice::<NodeSettings>(&bytes) {
-        Ok(settings) => match settings.validate() {
-            Ok(()) => Some(settings),
-            Err(problems) => {
-                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                events.warn(
-                    "init",
-                    format!(
-                        "{}: invalid ({}); using the image's settings",
-                        path.display(),
-                        list.join("; ")
-                    ),
-                );
-                None
-            }
-        },
-        Err(e) => {
-            events.warn(
-                "init",
-                format!("{}: {e}; using the image's settings", path.display()),
-            );
-            None
-        }
+/// The settings word of the ready line: `v7`, `image`, or `image!` /
+/// `v7!` when something is wrong (the reason is an error event).
+fn ready_settings(applied: &AppliedSettings) -> String {
+    let mut word = applied
+        .version
+        .map_or_else(|| "image".to_owned(), |v| format!("v{v}"));
+    if applied.problem.is_some() {
+        word.push('!');
     }
+    word
 }
 
-/// Switch from the image's settings to the saved ones: host name, firewall
+/// What moted last committed to the store in `dir`, validated: `Ok(None)`
+/// when nothing was stored yet (first boot), `Err` with the reason, logged
+/// at error level, when stored settings exist and cannot be used.
+fn committed(dir: &Path, events: &Events) -> Result<Option<Stored>, String> {
+    let found = store::read_committed(dir).map_err(|e| {
+        let why = format!("cannot read the settings store: {}", chain(&e));
+        events.error("init", format!("{why}; running the image's settings"));
+        why
+    })?;
+    for problem in &found.problems {
+        events.error(
+            "init",
+            format!("settings store: {}; not used", chain(problem)),
+        );
+    }
+    let Some(stored) = found.newest else {
+        if found.problems.is_empty() {
+            return Ok(None);
+        }
+        let why = "no stored settings version can be read".to_owned();
+        events.error("init", format!("{why}; running the image's settings"));
+        return Err(why);
+    };
+    if let Err(problems) = stored.settings.validate() {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let why = format!(
+            "stored settings version {} is invalid ({})",
+            stored.entry.version,
+            list.join("; ")
+        );
+        events.error("init", format!("{why}; running the image's settings"));
+        return Err(why);
+    }
+    Ok(Some(stored))
+}
+
+/// An error with its sources, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Switch from the image's settings to the stored ones: host name, firewall
 /// and network are already set up from the image's (the state disk comes
 /// after them), so the difference is applied as `Apply` would.
-async fn apply_saved(node: &Node, image: &NodeSettings, current: NodeSettings) {
+async fn apply_saved(node: &Node, image: &NodeSettings, stored: Stored) {
     let events = &node.events;
-    if current == *image {
+    let version = stored.entry.version;
+    let mut applied = AppliedSettings {
+        version: Some(version),
+        source: SettingsSource::Store,
+        problem: None,
+    };
+    if stored.settings == *image {
         events.info(
             "init",
-            format!("settings: {CURRENT_SETTINGS} (same as the image's)"),
+            format!("settings: stored version {version} (same as the image's)"),
         );
-        return;
+    } else {
+        events.info(
+            "init",
+            format!(
+                "settings: stored version {version} ({} by {}), not the image's {SETTINGS}",
+                stored.entry.what, stored.entry.who
+            ),
+        );
+        // Services are not running yet; apply starts none, and boot starts
+        // them from the node's settings afterwards.
+        if let Err(e) = control::apply_boot(node, stored.settings).await {
+            events.error(
+                "init",
+                format!("stored settings version {version} only partly applied: {e}"),
+            );
+            applied.problem = Some(format!("only partly applied: {e}"));
+        }
     }
-    events.info(
-        "init",
-        format!("settings: {CURRENT_SETTINGS} (saved by moted), not the image's {SETTINGS}"),
-    );
-    // Services are not running yet; apply starts none while the list is
-    // empty, and boot starts them from the node's settings afterwards.
-    match control::apply_boot(node, current).await {
-        Ok(()) => {}
-        Err(e) => events.error("init", format!("saved settings only partly applied: {e}")),
-    }
+    node.set_applied(applied);
 }
 
 /// Mount the state disk and move the event log onto it; `None` without one.
@@ -337,27 +394,60 @@ fn load_settings(path: &Path, events: &Events) -> NodeSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Level;
+
+    fn stored(dir: &Path, settings: &NodeSettings) {
+        let (mut st, _) = store::Store::open(dir, NodeSettings::default).unwrap();
+        st.save(settings.clone(), "admin", "test").unwrap();
+    }
 
     #[test]
-    fn saved_settings_are_used_only_when_they_parse_and_validate() {
+    fn a_booting_node_uses_what_moted_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("current.json");
         let events = Events::new(false);
-        assert_eq!(load_current(&path, &events), None, "absent");
-        std::fs::write(&path, "{not json").unwrap();
-        assert_eq!(load_current(&path, &events), None, "unparsable");
+        assert!(matches!(committed(dir.path(), &events), Ok(None)), "empty");
         let mut settings = NodeSettings::default();
         settings.system.hostname = "saved".into();
-        std::fs::write(&path, serde_json::to_vec(&settings).unwrap()).unwrap();
-        assert_eq!(load_current(&path, &events), None, "no credential: invalid");
         settings.system.admin_password_hash = mote_config::password::hash("x").unwrap();
-        std::fs::write(&path, serde_json::to_vec(&settings).unwrap()).unwrap();
-        assert_eq!(load_current(&path, &events), Some(settings));
-        let warnings = events
+        stored(dir.path(), &settings);
+        let found = committed(dir.path(), &events).unwrap().unwrap();
+        assert_eq!(found.entry.version, 2);
+        assert_eq!(found.settings, settings);
+        assert!(events.recent().iter().all(|e| e.level != Level::Error));
+    }
+
+    #[test]
+    fn stored_settings_that_cannot_be_used_are_an_error_not_a_silent_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = Events::new(false);
+        let mut settings = NodeSettings::default();
+        settings.system.hostname = "saved".into();
+        stored(dir.path(), &settings); // no credential: invalid
+        let why = committed(dir.path(), &events).unwrap_err();
+        assert!(why.contains("version 2 is invalid"), "{why}");
+        std::fs::write(dir.path().join("current.json"), "{not json").unwrap();
+        std::fs::write(dir.path().join("history/000002.json"), "").unwrap();
+        std::fs::write(dir.path().join("history/000001.json"), "").unwrap();
+        let why = committed(dir.path(), &events).unwrap_err();
+        assert!(why.contains("no stored settings version"), "{why}");
+        let errors = events
             .recent()
             .into_iter()
-            .filter(|e| e.message.contains("using the image's settings"))
+            .filter(|e| e.level == Level::Error)
             .count();
-        assert_eq!(warnings, 2);
+        assert!(
+            errors >= 5,
+            "each unreadable file and each fallback is an error"
+        );
+    }
+
+    #[test]
+    fn the_ready_line_marks_a_problem() {
+        let mut a = AppliedSettings::default();
+        assert_eq!(ready_settings(&a), "image");
+        a.version = Some(7);
+        assert_eq!(ready_settings(&a), "v7");
+        a.problem = Some("x".into());
+        assert_eq!(ready_settings(&a), "v7!");
     }
 }

@@ -775,6 +775,7 @@ fn apply_over_the_control_socket_reconfigures_the_interface() {
 
             let apply = |s: &NodeSettings| Request::Apply {
                 settings: Box::new(s.clone()),
+                version: None,
             };
             let answer = ask(&mut lines, &mut writer, &apply(&second)).await;
             assert_eq!(answer, Response::Ok);

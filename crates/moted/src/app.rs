@@ -14,7 +14,7 @@ use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::init::Init;
-use crate::store::Store;
+use mote_api::store::Store;
 
 /// Shared by every handler.
 pub struct App {
@@ -107,10 +107,12 @@ impl App {
         let new = edit(&old.settings)?;
         new.validate().map_err(ApiError::Invalid)?;
         self.check_roles(&old.settings, &new).await?;
+        let version = lock(&self.store)?.next_version()?;
         let applied = self
             .init
             .call(Request::Apply {
                 settings: Box::new(new.clone()),
+                version: Some(version),
             })
             .await;
         let failure = match applied {
@@ -124,6 +126,7 @@ impl App {
                 .init
                 .call(Request::Apply {
                     settings: Box::new(old.settings),
+                    version: Some(old.version),
                 })
                 .await;
             let rolled_back = matches!(back, Ok(Response::Ok));
@@ -133,7 +136,24 @@ impl App {
                 rolled_back,
             });
         }
-        Ok(lock(&self.store)?.save(new, who, what)?)
+        let saved = lock(&self.store)?.save(new, who, what);
+        match saved {
+            Ok(saved) => Ok(saved),
+            Err(e) => {
+                // Applied but not stored: the node would boot the old
+                // settings, so it must not run the new ones either.
+                let back = self
+                    .init
+                    .call(Request::Apply {
+                        settings: Box::new(old.settings),
+                        version: Some(old.version),
+                    })
+                    .await;
+                tracing::error!(error = %e, rolled_back = matches!(back, Ok(Response::Ok)),
+                    "settings applied but not stored");
+                Err(e.into())
+            }
+        }
     }
 
     /// Has the web server judge `roles.web` when `new` changes it and the

@@ -9,7 +9,7 @@ use mote_config::Invalid;
 
 use crate::core::web_check::WebCheckError;
 use crate::init::InitError;
-use crate::store::StoreError;
+use mote_api::store::StoreError;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use mote_api::control::NodeSettings;
-use mote_api::control::{PowerAction, Request, Response, ServiceAction, ServiceInfo, SystemInfo};
+use mote_api::control::{
+    AppliedSettings, PowerAction, Request, Response, ServiceAction, ServiceInfo, SettingsSource,
+    SystemInfo,
+};
 use mote_api::events::{Event, EventQuery, Level};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -117,6 +120,8 @@ impl Init for ControlSocket {
 pub struct FakeState {
     /// Every `Apply`, in order.
     pub applied: Vec<NodeSettings>,
+    /// The store version of each `Apply`, in order.
+    pub applied_versions: Vec<Option<u64>>,
     /// Refuse the next `Apply` with this message (once).
     pub refuse_next_apply: Option<String>,
     /// Answer the next `Apply` only after this long (once), as a slow
@@ -201,6 +206,15 @@ impl FakeInit {
                 ready_ms: Some(500),
                 boot_timeline: vec![("mounts".into(), 5)],
                 packages: vec!["hello".into()],
+                settings: AppliedSettings {
+                    version: s.applied_versions.last().copied().flatten(),
+                    source: if s.applied_versions.last().copied().flatten().is_some() {
+                        SettingsSource::Store
+                    } else {
+                        SettingsSource::Image
+                    },
+                    problem: None,
+                },
             }),
             Request::Services => Response::Services {
                 services: s.services.clone(),
@@ -236,11 +250,12 @@ impl FakeInit {
                 Response::Ok
             }
             Request::Network => Response::Network(Default::default()),
-            Request::Apply { settings } => {
+            Request::Apply { settings, version } => {
                 if let Some(message) = s.refuse_next_apply.take() {
                     return Response::Error { message };
                 }
                 s.applied.push(*settings);
+                s.applied_versions.push(version);
                 Response::Ok
             }
             Request::Power { action } => {

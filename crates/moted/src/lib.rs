@@ -29,7 +29,7 @@ pub mod auth;
 pub mod core;
 pub mod error;
 pub mod init;
-pub mod store;
+pub use mote_api::store;
 pub mod tls;
 
 pub use init::{ControlSocket, FakeInit, Init};
@@ -116,7 +116,27 @@ pub async fn start(config: Config, init: Arc<dyn Init>) -> Result<Running, Start
     if !settings_dir.join("current.json").exists() {
         initial = Some(image_settings(&config.image_settings)?);
     }
-    let store = store::Store::open(&settings_dir, || initial.unwrap_or_default())?;
+    let first_boot = initial.is_some();
+    let (store, problems) = store::Store::open(&settings_dir, || initial.unwrap_or_default())?;
+    for problem in &problems {
+        tracing::error!(error = %problem, "settings store: a stored file cannot be read; not used");
+    }
+    if first_boot {
+        // PID 1 booted the image's settings (nothing was stored); they are
+        // now version 1, and PID 1 is told so, so both name one version.
+        let current = store.current();
+        let told = tokio::time::timeout(
+            Duration::from_secs(10),
+            init.call(mote_api::control::Request::Apply {
+                settings: Box::new(current.settings),
+                version: Some(current.version),
+            }),
+        )
+        .await;
+        if !matches!(told, Ok(Ok(mote_api::control::Response::Ok))) {
+            tracing::warn!("cannot tell PID 1 that it runs settings version 1: {told:?}");
+        }
+    }
     let app = Arc::new(app::App {
         init,
         store: Mutex::new(store),

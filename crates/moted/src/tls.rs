@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::store::{write_atomic, StoreError};
+use mote_api::store::{write_atomic, StoreError};
 
 /// Why the node identity could not be made or loaded.
 #[derive(Debug, thiserror::Error)]

@@ -21,14 +21,30 @@
 
 use std::collections::BTreeSet;
 
+use mote_api::control::{AppliedSettings, SettingsSource};
 use mote_config::NodeSettings;
 
 use super::Node;
 use crate::{management, net};
 
-/// Apply `new`; `Err` names the first part that failed and why.
-pub async fn apply(node: &Node, new: NodeSettings) -> Result<(), String> {
-    apply_parts(node, new, true).await
+/// Apply `new`, store version `version` (`None`: never stored); `Err`
+/// names the first part that failed and why. Either way the node records
+/// which version it now runs, and a failure as its problem.
+pub async fn apply(node: &Node, new: NodeSettings, version: Option<u64>) -> Result<(), String> {
+    let result = apply_parts(node, new, true).await;
+    node.set_applied(AppliedSettings {
+        version,
+        source: if version.is_some() {
+            SettingsSource::Store
+        } else {
+            SettingsSource::Image
+        },
+        problem: result
+            .as_ref()
+            .err()
+            .map(|e| format!("only partly applied: {e}")),
+    });
+    result
 }
 
 /// At boot, switch to the saved settings before any service runs: as

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use mote_api::control::{PowerAction, Request, Response, ServiceAction, SystemInfo};
+use mote_api::control::{
+    AppliedSettings, PowerAction, Request, Response, ServiceAction, SystemInfo,
+};
 use mote_config::NodeSettings;
 use tokio::sync::mpsc;
 
@@ -97,6 +99,7 @@ pub struct Node {
     /// What `Apply` may touch.
     pub options: NodeOptions,
     settings: Mutex<NodeSettings>,
+    applied: Mutex<AppliedSettings>,
     net: Mutex<Option<NetState>>,
     power: mpsc::Sender<Action>,
     /// One `Apply` at a time.
@@ -122,6 +125,7 @@ impl Node {
             },
             options,
             settings: Mutex::new(settings),
+            applied: Mutex::new(AppliedSettings::default()),
             net: Mutex::new(None),
             power,
             applying: tokio::sync::Mutex::new(()),
@@ -135,6 +139,16 @@ impl Node {
 
     pub(super) fn set_settings(&self, settings: NodeSettings) {
         *lock(&self.settings) = settings;
+    }
+
+    /// Which settings the node runs and why (for `System`).
+    pub fn applied(&self) -> AppliedSettings {
+        lock(&self.applied).clone()
+    }
+
+    /// Record which settings the node now runs.
+    pub fn set_applied(&self, applied: AppliedSettings) {
+        *lock(&self.applied) = applied;
     }
 
     /// The network, once boot has configured it.
@@ -171,6 +185,7 @@ impl Node {
             ready_ms: *lock(&self.boot.ready_ms),
             boot_timeline: lock(&self.boot.timeline).clone(),
             packages: self.settings().packages,
+            settings: self.applied(),
         }
     }
 }
@@ -226,10 +241,12 @@ pub async fn handle(node: &Node, request: Request) -> Response {
                 Err(e) => error(format!("cannot read the network from the kernel: {e}")),
             }
         }
-        Request::Apply { settings } => match super::apply(node, *settings).await {
-            Ok(()) => Response::Ok,
-            Err(e) => error(e),
-        },
+        Request::Apply { settings, version } => {
+            match super::apply(node, *settings, version).await {
+                Ok(()) => Response::Ok,
+                Err(e) => error(e),
+            }
+        }
         Request::Power { action } => {
             node.request_power(action).await;
             Response::Ok

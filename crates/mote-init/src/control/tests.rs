@@ -246,8 +246,18 @@ async fn apply_adds_removes_and_restarts_services() {
     let new = settings(&[("keep", "k"), ("change", "v2"), ("added", "n")]);
     let apply = Request::Apply {
         settings: Box::new(new.clone()),
+        version: Some(2),
     };
     assert_eq!(c.ask(&apply).await, Response::Ok);
+    let Response::System(system) = c.ask(&Request::System).await else {
+        panic!("no system answer")
+    };
+    assert_eq!(
+        system.settings.version,
+        Some(2),
+        "PID 1 says which version it runs"
+    );
+    assert_eq!(system.settings.problem, None);
     h.node
         .supervisor
         .wait_settled(Duration::from_secs(10))
@@ -269,6 +279,7 @@ async fn apply_adds_removes_and_restarts_services() {
     let Response::Error { message } = c
         .ask(&Request::Apply {
             settings: Box::new(bad),
+            version: Some(3),
         })
         .await
     else {
@@ -276,6 +287,12 @@ async fn apply_adds_removes_and_restarts_services() {
     };
     assert!(message.starts_with("settings: invalid"), "{message}");
     assert_eq!(h.node.settings(), new, "invalid settings change nothing");
+    let applied = h.node.applied();
+    assert_eq!(applied.version, Some(3));
+    assert!(
+        applied.problem.is_some_and(|p| p.contains("invalid")),
+        "a refused apply is the node's problem until moted rolls back"
+    );
     h.node.supervisor.stop_all().await;
 }
 
@@ -356,7 +373,7 @@ async fn a_changed_roles_web_reloads_the_web_service() {
 
     let mut new = initial.clone();
     new.roles.web = Some(serde_json::json!({"sites": [{"name": "b"}]}));
-    super::apply::apply(&node, new).await.unwrap();
+    super::apply::apply(&node, new, None).await.unwrap();
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
     assert_eq!(written["sites"][0]["name"], "b");

@@ -41,6 +41,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/v1/settings", get(settings::get)),
         ("PATCH", "/v1/settings", patch(settings::patch)),
         ("GET", "/v1/settings/history", get(settings::history)),
+        ("GET", "/v1/settings/status", get(settings::status)),
         ("POST", "/v1/settings/revert", post(settings::revert)),
         ("GET", "/v1/settings/{*path}", get(settings::get_path)),
         ("GET", "/v1/services", get(services::list)),

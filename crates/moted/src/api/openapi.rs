@@ -13,7 +13,7 @@ use mote_api::api::{
     Audit, AuditQuery, DirListing, Done, ErrorBody, Events, EventsQuery, ExecLine, ExecRequest,
     FilesQuery, Firewall, FirewallRule, Interface, KillRequest, LoginRequest, LoginResponse,
     NetworkView, Performance, PowerAction, Processes, RevertRequest, ServiceAction, Services,
-    SettingsHistory, SettingsValue, SystemInfo, VersionedSettings,
+    SettingsHistory, SettingsStatus, SettingsValue, SystemInfo, VersionedSettings,
 };
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::transform::{transform_subschemas, Transform};
@@ -251,6 +251,12 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
             "The versions",
         )
         .answer(JSON, s.of::<SettingsHistory>()),
+        ("GET", "/v1/settings/status") => Op::new(
+            "getSettingsStatus",
+            "Whether the node runs the stored settings: the stored version beside the one PID 1 applied, and why not when it does not",
+            "The stored and applied versions",
+        )
+        .answer(JSON, s.of::<SettingsStatus>()),
         ("POST", "/v1/settings/revert") => Op::new(
             "revertSettings",
             "Bring back a stored version (as a new version), validated like a patch (422); with `If-Match`, only if the settings are still at that version (412)",

@@ -14,10 +14,10 @@ use axum::http::{header, request::Parts, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use mote_api::api::{
-    settings_etag, settings_version_of, RevertRequest, SettingsHistory, SettingsValue,
-    VersionedSettings,
+    settings_etag, settings_version_of, RevertRequest, SettingsHistory, SettingsStatus,
+    SettingsValue, VersionedSettings,
 };
-use mote_api::control::NodeSettings;
+use mote_api::control::{NodeSettings, Request, Response as InitResponse};
 
 use super::AppState;
 use crate::app::{lock, Caller};
@@ -130,6 +130,19 @@ pub async fn history(State(app): State<AppState>) -> Result<Json<SettingsHistory
     Ok(Json(SettingsHistory {
         current: store.current().version,
         versions: store.history()?,
+    }))
+}
+
+pub async fn status(State(app): State<AppState>) -> Result<Json<SettingsStatus>, ApiError> {
+    let stored = lock(&app.store)?.current().version;
+    let applied = match app.ask(Request::System).await? {
+        InitResponse::System(s) => s.settings,
+        _ => return Err(ApiError::Unexpected("system")),
+    };
+    Ok(Json(SettingsStatus {
+        stored,
+        in_sync: applied.version == Some(stored) && applied.problem.is_none(),
+        applied,
     }))
 }
 

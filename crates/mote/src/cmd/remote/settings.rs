@@ -1,4 +1,4 @@
-//! `mote -n NAME settings get|history|revert|set`
+//! `mote -n NAME settings get|history|status|revert|set`
 
 use serde_json::{Map, Value};
 
@@ -24,6 +24,8 @@ enum Verb {
     },
     /// Every stored version.
     History,
+    /// Does the node run the stored version? (exit 1 when it does not)
+    Status,
     /// Bring back version N (as a new version).
     Revert {
         /// The version.
@@ -81,6 +83,35 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
                 })
                 .collect();
             output::table(&["version", "time", "who", "what"], &rows);
+            Ok(())
+        }
+        Verb::Status => {
+            let st = c.settings_status().await.explain(&s.name)?;
+            if a.json {
+                output::json(&st)?;
+            } else {
+                output::table(
+                    &["", ""],
+                    &[
+                        vec!["stored".into(), format!("version {}", st.stored)],
+                        vec!["running".into(), st.applied.to_string()],
+                        vec![
+                            "in sync".into(),
+                            if st.in_sync { "yes" } else { "NO" }.into(),
+                        ],
+                    ],
+                );
+            }
+            if !st.in_sync {
+                anyhow::bail!(
+                    "{} does not run its stored settings version {} ({}); \
+                     `mote -n {} events --level error` says why, and a reboot applies the stored version",
+                    s.name,
+                    st.stored,
+                    st.applied,
+                    s.name
+                );
+            }
             Ok(())
         }
         Verb::Revert { number } => {

@@ -38,6 +38,7 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
             ],
             vec!["boot".into(), timeline.join(", ")],
             vec!["packages".into(), i.packages.join(" ")],
+            vec!["settings".into(), i.settings.to_string()],
         ],
     );
     Ok(())
