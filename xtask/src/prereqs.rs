@@ -18,7 +18,7 @@ pub const DEMO: [Need; 5] = [
 ];
 
 /// For `cargo xtask test`: the demo's plus the peers tests talk to.
-pub const TEST: [Need; 13] = [
+pub const TEST: [Need; 14] = [
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("mkfs.ext4", "e2fsprogs"),
     ("curl", "curl"),
@@ -32,6 +32,7 @@ pub const TEST: [Need; 13] = [
     ("nginx", "nginx-light"),
     ("pip3", "python3-pip"),
     ("kill", "procps"),
+    ("minisign", "minisign"),
 ];
 
 fn have(program: &str) -> bool {

@@ -191,7 +191,9 @@ impl SecretKey {
                     reason: "no password given".into(),
                 })
             }
-            (Err(e), None) => return Err(malformed(e.to_string())),
+            (Err(e), None) => {
+                unchecked_unencrypted(text).ok_or_else(|| malformed(e.to_string()))?
+            }
         };
         let public =
             minisign::PublicKey::from_secret_key(&key).map_err(|e| malformed(e.to_string()))?;
@@ -202,6 +204,24 @@ impl SecretKey {
     pub fn key_id(&self) -> String {
         key_id(self.public.keynum())
     }
+}
+
+/// An unencrypted key as minisign 0.11 (Debian 12 and 13) writes it with
+/// `-W`: without the checksum the crate insists on (its `chk` is zero).
+/// The signature made with it is checked against the derived public key
+/// in [`sign`], so a damaged key still fails there.
+fn unchecked_unencrypted(text: &str) -> Option<minisign::SecretKey> {
+    use base64::Engine;
+    let line = text.lines().nth(1)?.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(line)
+        .ok()?;
+    // sig_alg 2, kdf_alg 2, chk_alg 2, salt 32, opslimit 8, memlimit 8,
+    // keynum 8, sk 64, chk 32.
+    if bytes.len() != 158 || bytes[2..4] != [0, 0] || bytes[126..].iter().any(|b| *b != 0) {
+        return None;
+    }
+    minisign::SecretKey::from_bytes(&bytes).ok()
 }
 
 impl PublicKey {
