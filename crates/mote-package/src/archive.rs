@@ -492,6 +492,12 @@ pub fn open(bytes: &[u8]) -> Result<Package, OpenError> {
             if path != MANIFEST_FILE || !kind.is_file() {
                 return Err(OpenError::NoManifest { found: Some(path) });
             }
+            if entry.size() > MAX_MANIFEST_BYTES {
+                return Err(OpenError::TooLarge {
+                    what: "package.toml",
+                    limit: MAX_MANIFEST_BYTES,
+                });
+            }
             let mut text = String::new();
             (&mut entry)
                 .take(MAX_MANIFEST_BYTES)
