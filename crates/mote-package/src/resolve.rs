@@ -8,6 +8,10 @@
 //! requirers. There is no backtracking: a conflict is reported, not solved
 //! by trying older versions of the requirers.
 
+// An error is made once per failed resolution and names both sides in
+// full: its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use semver::{Version, VersionReq};

@@ -81,8 +81,12 @@ fn we_verify_a_signature_made_by_minisign_and_sign_with_its_key() {
 
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     let public = mote_package::PublicKey::parse(&read("theirs.pub"), "theirs.pub").unwrap();
-    let signer =
-        mote_package::verify(ARCHIVE, Some(&read("app.mpkg.minisig")), &[public.clone()]).unwrap();
+    let signer = mote_package::verify(
+        ARCHIVE,
+        Some(&read("app.mpkg.minisig")),
+        std::slice::from_ref(&public),
+    )
+    .unwrap();
     assert_eq!(signer.key_id, public.key_id());
     assert_eq!(signer.trusted_comment, "built by minisign");
     assert!(read("theirs.pub").contains(&public.key_id()));
