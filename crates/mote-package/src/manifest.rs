@@ -270,6 +270,20 @@ impl PackageManifest {
                 return fail(&format!("{key}.user"), e.to_string());
             }
         }
+        // The rest of a service's rules (timeouts, open files, `after`…)
+        // are the manifest's, in their one home: ask mote-config.
+        let settings = mote_config::NodeSettings {
+            services: self.services.clone(),
+            ..Default::default()
+        };
+        if let Err(problems) = settings.validate() {
+            if let Some(p) = problems.iter().find(|p| p.path.starts_with("services.")) {
+                return fail(
+                    &p.path,
+                    format!("found {}; allowed: {}", p.found, p.allowed),
+                );
+            }
+        }
         for (i, user) in self.users.iter().enumerate() {
             if !is_name(&user.name) {
                 return fail(
@@ -447,6 +461,10 @@ gid = 900
             (
                 "name = \"a\"\n[services.s]\nargv = [\"/x\"]\ncapabilities = [\"sys_admin\"]\n",
                 "services.s.capabilities: found \"sys_admin\"",
+            ),
+            (
+                "name = \"a\"\n[services.s]\nargv = [\"/x\"]\nstop_timeout_secs = 0\n",
+                "services.s.stop_timeout_secs: found 0; allowed: 1 to 300 seconds",
             ),
             (
                 "name = \"a\"\n[dependencies]\na = \"1\"\n",
