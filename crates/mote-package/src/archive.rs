@@ -698,6 +698,23 @@ mod tests {
     }
 
     #[test]
+    fn long_paths_survive_the_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = format!("/usr/share/{}/{}", "d".repeat(90), "f".repeat(120));
+        fs::write(
+            dir.path().join(MANIFEST_FILE),
+            format!(
+                "name = \"long\"\nversion = \"1.0.0\"\ndescription = \"\"\n\
+                 [[files]]\nsource = \"f\"\ndestination = \"{long}\"\nmode = \"0644\"\n"
+            ),
+        )
+        .unwrap();
+        fs::write(dir.path().join("f"), "x").unwrap();
+        let package = open(&build(dir.path(), &BuildOptions::default()).unwrap()).unwrap();
+        assert_eq!(package.files[0].destination, long);
+    }
+
+    #[test]
     fn a_dynamically_linked_binary_is_refused_at_build() {
         let (dir, options) = fixture();
         let bins = options.bin_dir.clone().unwrap();
