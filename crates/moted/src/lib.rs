@@ -58,6 +58,49 @@ pub struct Config {
     pub throttle_max: Duration,
 }
 
+/// Bounds on what clients can make moted do (issue 17); the defaults are
+/// the node's and `docs/api.md` names them.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Password checks at once (`0`: from the node's memory, see
+    /// [`auth::password::pool_size`]).
+    pub login_checks: usize,
+    /// While a user is under attack, one check from a clean source per
+    /// this long.
+    pub login_lane: Duration,
+    /// A TLS handshake must end within this.
+    pub tls_handshake: Duration,
+    /// A request's header must arrive within this; also how long a
+    /// keep-alive connection may idle between requests.
+    pub header_read: Duration,
+    /// Connections at once, in total.
+    pub connections: usize,
+    /// Connections at once from one source address.
+    pub connections_per_source: usize,
+    /// `audit.jsonl` is rotated past this size.
+    pub audit_max_bytes: u64,
+    /// Audit files kept (the live one and its rotated predecessors).
+    pub audit_files: usize,
+    /// Unauthenticated refusals written: one per source per this long.
+    pub refusal_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            login_checks: 0,
+            login_lane: Duration::from_secs(1),
+            tls_handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(10),
+            connections: 256,
+            connections_per_source: 32,
+            audit_max_bytes: 1 << 20,
+            audit_files: 2,
+            refusal_window: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Why moted could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -108,8 +151,18 @@ fn image_settings(path: &PathBuf) -> Result<NodeSettings, StartError> {
     serde_json::from_slice(&bytes).map_err(|e| err(e.into()))
 }
 
-/// Loads the state, listens, and serves until the task is aborted.
+/// Loads the state, listens, and serves until the task is aborted, with
+/// the default [`Limits`].
 pub async fn start(config: Config, init: Arc<dyn Init>) -> Result<Running, StartError> {
+    start_with(config, Limits::default(), init).await
+}
+
+/// [`start`] with other [`Limits`].
+pub async fn start_with(
+    config: Config,
+    limits: Limits,
+    init: Arc<dyn Init>,
+) -> Result<Running, StartError> {
     let identity = tls::load_or_make(&config.state_dir.join("tls"))?;
     let mut initial = None;
     let settings_dir = config.state_dir.join("settings");
@@ -144,8 +197,16 @@ pub async fn start(config: Config, init: Arc<dyn Init>) -> Result<Running, Start
             config.token_ttl,
             config.throttle_base,
             config.throttle_max,
+            limits.login_lane,
         )),
-        audit: audit::AuditLog::new(config.state_dir.join("audit.jsonl")),
+        checks: auth::password::Checks::new(limits.login_checks),
+        login_turn: tokio::sync::Mutex::new(()),
+        refusals: audit::Sampler::new(limits.refusal_window),
+        audit: audit::AuditLog::new(
+            config.state_dir.join("audit.jsonl"),
+            limits.audit_max_bytes,
+            limits.audit_files,
+        ),
         changing: tokio::sync::Mutex::new(()),
         state_dir: config.state_dir.clone(),
         cpu: Mutex::new(None),
@@ -165,39 +226,110 @@ pub async fn start(config: Config, init: Arc<dyn Init>) -> Result<Running, Start
     })?;
     let router = api::router(app.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, peer)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            // Small request/response exchanges: without this, Nagle's
-            // algorithm meets the peer's delayed ACK and every call waits
-            // ~40 ms (measured in bench/management).
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let router = router.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(
-                    move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(api::Peer(peer));
-                        router.clone().call(req)
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .http1_only()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
+    let task = tokio::spawn(serve(listener, acceptor, router, limits));
     Ok(Running {
         addr,
         fingerprint: identity.fingerprint,
         app,
         task,
     })
+}
+
+/// Connections open now, in total and by source address.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_source: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// One connection's place among the open ones, given back on drop.
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    ip: std::net::IpAddr,
+}
+
+impl Slot {
+    /// A place for a connection from `ip`, unless a cap is reached.
+    fn take(open: &Arc<Mutex<Open>>, ip: std::net::IpAddr, limits: &Limits) -> Option<Self> {
+        let mut o = open.lock().ok()?;
+        let mine = o.by_source.get(&ip).copied().unwrap_or(0);
+        if o.total >= limits.connections || mine >= limits.connections_per_source {
+            return None;
+        }
+        o.total += 1;
+        o.by_source.insert(ip, mine + 1);
+        Some(Self {
+            open: open.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut o) = self.open.lock() {
+            o.total = o.total.saturating_sub(1);
+            if let Some(n) = o.by_source.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    o.by_source.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// The accept loop: a connection over a cap is closed at once; a TLS
+/// handshake has [`Limits::tls_handshake`], a request header (and an idle
+/// keep-alive connection) [`Limits::header_read`].
+async fn serve(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: axum::Router,
+    limits: Limits,
+) {
+    let open = Arc::new(Mutex::new(Open::default()));
+    let mut refused_at: Option<std::time::Instant> = None;
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Some(slot) = Slot::take(&open, peer.ip(), &limits) else {
+            if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                tracing::warn!(%peer, "connection refused: too many open (logged once a minute)");
+                refused_at = Some(std::time::Instant::now());
+            }
+            drop(tcp);
+            continue;
+        };
+        // Small request/response exchanges: without this, Nagle's
+        // algorithm meets the peer's delayed ACK and every call waits
+        // ~40 ms (measured in bench/management).
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(limits.tls_handshake, acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(api::Peer(peer));
+                    router.clone().call(req)
+                },
+            );
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read);
+            let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+        });
+    }
 }

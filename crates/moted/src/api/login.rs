@@ -1,13 +1,29 @@
-//! `POST /v1/login`
+//! `POST /v1/login`, `POST /v1/logout`, `GET /v1/sessions`.
+//!
+//! A login is admitted by the throttle ([`crate::auth::throttle`]: by
+//! source, by user, and a slower lane for clean sources), then its password
+//! is checked in the bounded pool ([`crate::auth::password`]); admission,
+//! check and the failure's record happen in one turn, one login at a time,
+//! so parallel guesses are counted before the next is admitted. A user name
+//! other than [`ADMIN_USER`] costs no check and counts as a failure.
+
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::Extension;
 use axum::Json;
-use mote_api::api::{LoginRequest, LoginResponse, ADMIN_USER};
+use mote_api::api::{Done, LoginRequest, LoginResponse, Sessions, ADMIN_USER};
 
-use super::AppState;
+use super::{AppState, SessionToken};
 use crate::app::{lock, Caller};
+use crate::auth::credential_of;
 use crate::error::{ApiError, JsonBody};
+
+fn throttled(wait: std::time::Duration) -> ApiError {
+    ApiError::Throttled {
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
 
 pub async fn login(
     State(app): State<AppState>,
@@ -15,32 +31,57 @@ pub async fn login(
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let ip = caller.addr.ip();
-    if let Some(wait) = lock(&app.auth)?.locked(ip) {
-        return Err(ApiError::Throttled {
-            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-        });
-    }
+    // The user name as the throttle counts it: any unknown name is one.
+    let user = if req.username == ADMIN_USER {
+        ADMIN_USER
+    } else {
+        "(unknown)"
+    };
+    let _turn = app.login_turn.lock().await;
+    lock(&app.auth)?
+        .throttle
+        .admit(ip, user, Instant::now())
+        .map_err(throttled)?;
     let hash = lock(&app.store)?
         .current()
         .settings
         .system
         .admin_password_hash;
-    let ok = req.username == ADMIN_USER
+    let ok = user == ADMIN_USER
         && !hash.is_empty()
-        && tokio::task::spawn_blocking(move || mote_config::password::verify(&hash, &req.password))
-            .await
-            .unwrap_or(false);
+        && app.checks.verify(hash.clone(), req.password).await;
     let mut auth = lock(&app.auth)?;
     if !ok {
-        let d = auth.failed(ip);
+        let d = auth.throttle.failed(ip, user, Instant::now());
         tracing::warn!(%ip, lock_ms = d.as_millis() as u64, "failed login");
         return Err(ApiError::Unauthorized("wrong user name or password".into()));
     }
+    auth.throttle.succeeded(ip, user);
     let (token, ttl) = auth
-        .issue(ip, ADMIN_USER)
+        .issue(ip, ADMIN_USER, credential_of(&hash))
         .ok_or(ApiError::Unexpected("no random bytes for the token"))?;
     Ok(Json(LoginResponse {
         token,
         expires_at_ms: crate::now_ms() + ttl.as_millis() as u64,
+    }))
+}
+
+pub async fn logout(
+    State(app): State<AppState>,
+    Extension(SessionToken(token)): Extension<SessionToken>,
+) -> Result<Json<Done>, ApiError> {
+    lock(&app.auth)?.revoke(&token);
+    Ok(Json(Done {
+        message: "logged out: the token no longer works".into(),
+    }))
+}
+
+pub async fn sessions(
+    State(app): State<AppState>,
+    Extension(SessionToken(token)): Extension<SessionToken>,
+) -> Result<Json<Sessions>, ApiError> {
+    let credential = super::credential(&app)?;
+    Ok(Json(Sessions {
+        sessions: lock(&app.auth)?.sessions(credential, &token),
     }))
 }
