@@ -1,0 +1,215 @@
+//! Issue 17: moted probed as an attacker would, each defect's regression
+//! test, on loopback with a fake PID 1 (defect 1, logins and memory, is in
+//! `login_flood.rs`).
+
+mod attacker;
+
+use std::time::Duration;
+
+use attacker::*;
+use serde_json::{json, Value};
+
+/// The parts of a PHC string an answer must never carry: the whole, the
+/// salt and the hash.
+fn secret_parts(phc: &str) -> Vec<String> {
+    let mut parts = vec![phc.to_string()];
+    parts.extend(phc.rsplit('$').take(2).map(str::to_string));
+    parts
+}
+
+fn assert_no_secret(what: &str, text: &str, hashes: &[&str]) {
+    for h in hashes {
+        for part in secret_parts(h) {
+            assert!(
+                !text.contains(&part),
+                "{what} carries the password hash ({part}):\n{text}"
+            );
+        }
+    }
+}
+
+/// A request for every operation of the OpenAPI document: path parameters,
+/// required query parameters and a body that moted takes.
+fn requests(
+    doc: &Value,
+    pid: u32,
+    dir: &str,
+    password: &str,
+    revert_to: u64,
+) -> Vec<(String, String, Option<Value>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            let mut p = path.clone();
+            for (name, value) in [("{pid}", pid.to_string()), ("{path}", "system".to_string())] {
+                p = p.replace(name, &value);
+            }
+            p = match id {
+                "actOnService" | "getServiceLogs" => {
+                    p.replace("{name}", "web").replace("{action}", "restart")
+                }
+                "putInterface" => p.replace("{name}", "eth0"),
+                "removeFirewallRule" | "enableFirewallRule" => {
+                    p.replace("{name}", "ssh").replace("{action}", "disable")
+                }
+                "power" => p.replace("{action}", "reboot"),
+                _ => p,
+            };
+            if id == "getFiles" {
+                p.push_str(&format!("?path={dir}"));
+            }
+            if id == "putFile" {
+                p.push_str(&format!("?path={dir}/up.txt"));
+            }
+            let body = match id {
+                "login" => Some(json!({"username": "admin", "password": password})),
+                "patchSettings" => Some(json!({"system": {"hostname": "walked"}})),
+                "revertSettings" => Some(json!({"version": revert_to})),
+                "putInterface" => Some(json!({"ipv4": "dhcp"})),
+                "addFirewallRule" => Some(json!({"name": "ssh", "port": 22})),
+                "killProcess" => Some(json!({"signal": 15})),
+                "exec" => Some(json!({"argv": ["/bin/echo", "hi"]})),
+                _ => None,
+            };
+            let raw = if id == "putFile" {
+                b"hello".to_vec()
+            } else {
+                Vec::new()
+            };
+            out.push((method.to_uppercase(), p, body, raw));
+        }
+    }
+    // Add the rule before it is enabled or removed, and log out last.
+    let rank =
+        |(m, p, _, _): &(String, String, Option<Value>, Vec<u8>)| match (m.as_str(), p.as_str()) {
+            ("POST", "/v1/firewall/rules") => 0,
+            (_, p) if p.starts_with("/v1/firewall/rules/") && m == "DELETE" => 2,
+            ("POST", "/v1/logout") => 3,
+            _ => 1,
+        };
+    out.sort_by_key(rank);
+    out
+}
+
+/// Walks every route of the OpenAPI document with requests moted takes,
+/// before and after the password hash is changed, and finds neither hash in
+/// any answer, in the settings history, the audit log on disk, or PID 1's
+/// events.
+#[tokio::test]
+async fn no_answer_event_audit_line_or_history_entry_carries_the_password_hash() {
+    let n = node().await;
+    let old_hash = n.hash.clone();
+    let new_hash = hash_with("another secret", 8, 1);
+    let doc: Value = serde_json::from_str(moted::api::openapi::DOCUMENT).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().to_str().unwrap().to_string();
+    let mut victim = std::process::Command::new("/bin/sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let walk =
+        |token: String, password: &'static str, revert_to: u64, hashes: Vec<String>, pid: u32| {
+            let n = &n;
+            let doc = &doc;
+            let dir_text = dir_text.clone();
+            async move {
+                let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+                let mut answered = 0;
+                for (method, path, body, raw) in requests(doc, pid, &dir_text, password, revert_to)
+                {
+                    let a = if path.starts_with("/v1/events/follow") {
+                        // A stream: what it says in its first moments.
+                        let auth = format!("Bearer {token}");
+                        let req = format!(
+                            "GET {path} HTTP/1.1\r\nhost: node\r\nauthorization: {auth}\r\n\r\n"
+                        );
+                        let mut s = tls(n.addr(), ME).await.unwrap();
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        s.write_all(req.as_bytes()).await.unwrap();
+                        let mut buf = vec![0u8; 65536];
+                        let got =
+                            tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf))
+                                .await
+                                .map_or(0, |r| r.unwrap_or(0));
+                        String::from_utf8_lossy(&buf[..got]).into_owned()
+                    } else if !raw.is_empty() {
+                        let auth = format!("Bearer {token}");
+                        call(
+                            n.addr(),
+                            ME,
+                            &method,
+                            &path,
+                            &[
+                                ("authorization", auth.as_str()),
+                                ("content-type", "application/octet-stream"),
+                            ],
+                            &raw,
+                        )
+                        .await
+                        .unwrap()
+                        .all()
+                    } else {
+                        let a = json_call(n, &method, &path, &token, body).await;
+                        assert!(
+                            a.status < 500 || path.starts_with("/v1/power"),
+                            "{method} {path}: {}",
+                            a.all()
+                        );
+                        a.all()
+                    };
+                    answered += 1;
+                    assert_no_secret(&format!("{method} {path}"), &a, &hashes);
+                }
+                answered
+            }
+        };
+    let t1 = token(&n, ME, "secret").await;
+    let answered = walk(t1, "secret", 1, vec![old_hash.clone()], victim.id()).await;
+    assert_eq!(answered, moted::api::routes().len());
+    // Change the password: the answer, the history and the audit log show
+    // no hash, old or new.
+    let t2 = token(&n, ME, "secret").await;
+    let a = json_call(
+        &n,
+        "PATCH",
+        "/v1/settings",
+        &t2,
+        Some(json!({"system": {"admin_password_hash": new_hash}})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let both = [old_hash.as_str(), new_hash.as_str()];
+    assert_no_secret("the password change's answer", &a.all(), &both);
+    let changed = a.json()["version"].as_u64().unwrap();
+    let t3 = token(&n, ME, "another secret").await;
+    let mut victim2 = std::process::Command::new("/bin/sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    walk(
+        t3.clone(),
+        "another secret",
+        changed,
+        vec![old_hash.clone(), new_hash.clone()],
+        victim2.id(),
+    )
+    .await;
+    // (The walk ended by logging out.)
+    let t4 = token(&n, ME, "another secret").await;
+    let history = json_call(&n, "GET", "/v1/settings/history", &t4, None).await;
+    assert!(history.text().contains("redacted"), "{}", history.text());
+    for entry in std::fs::read_dir(n.state()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.to_string_lossy().contains("audit.jsonl") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert_no_secret(&p.display().to_string(), &text, &both);
+        }
+    }
+    let events = format!("{:?}", n.fake.state.lock().unwrap().events);
+    assert_no_secret("PID 1's events", &events, &both);
+    let _ = victim.kill();
+    let _ = victim2.kill();
+    let _ = victim.wait();
+    let _ = victim2.wait();
+}
