@@ -296,6 +296,19 @@ impl Client {
         Ok(r)
     }
 
+    /// `POST /v1/logout`: ends this session on the node (the token stops
+    /// working) and forgets it here.
+    pub async fn logout(&mut self) -> Result<Done, ClientError> {
+        let done = self.post("/v1/logout", &()).await?;
+        self.token = None;
+        Ok(done)
+    }
+
+    /// `GET /v1/sessions`: the node's live sessions (never their tokens).
+    pub async fn sessions(&self) -> Result<Sessions, ClientError> {
+        self.get("/v1/sessions").await
+    }
+
     /// `GET /v1/openapi.json`
     pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/v1/openapi.json").await

@@ -213,3 +213,107 @@ async fn no_answer_event_audit_line_or_history_entry_carries_the_password_hash()
     let _ = victim.wait();
     let _ = victim2.wait();
 }
+
+/// Defect 3: a token can be revoked by logging out, a password change
+/// revokes every older token, and the sessions list names who is logged in
+/// but never a token.
+#[tokio::test]
+async fn logout_and_a_password_change_revoke_tokens_and_sessions_never_show_one() {
+    let n = node().await;
+    let a = token(&n, ME, "secret").await;
+    let b = token(&n, source(1), "secret").await;
+    let c = token(&n, source(2), "secret").await;
+    let list = json_call(&n, "GET", "/v1/sessions", &a, None).await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let sessions = list.json()["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 3, "{}", list.text());
+    for t in [&a, &b, &c] {
+        assert!(
+            !list.text().contains(t.as_str()),
+            "a token in {}",
+            list.text()
+        );
+    }
+    let mine: Vec<&Value> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["source"], "127.0.0.1");
+    assert!(sessions
+        .iter()
+        .any(|s| s["source"] == source(1).to_string()));
+    assert!(sessions
+        .iter()
+        .all(|s| s["user"] == "admin" && s["expires_ms"].as_u64() > s["issued_ms"].as_u64()));
+    // Logout: that token stops working, the others do not.
+    let out = json_call(&n, "POST", "/v1/logout", &a, None).await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(
+        json_call(&n, "GET", "/v1/system", &a, None).await.status,
+        401
+    );
+    assert_eq!(
+        json_call(&n, "POST", "/v1/logout", &a, None).await.status,
+        401
+    );
+    assert_eq!(
+        json_call(&n, "GET", "/v1/system", &b, None).await.status,
+        200
+    );
+    let list = json_call(&n, "GET", "/v1/sessions", &b, None).await;
+    assert_eq!(list.json()["sessions"].as_array().unwrap().len(), 2);
+    // A new password: every token issued before it is dead, the one that
+    // changed it too; the new password logs in.
+    let new_hash = hash_with("new secret", 8, 1);
+    let changed = json_call(
+        &n,
+        "PATCH",
+        "/v1/settings",
+        &b,
+        Some(json!({"system": {"admin_password_hash": new_hash}})),
+    )
+    .await;
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    for t in [&b, &c] {
+        assert_eq!(
+            json_call(&n, "GET", "/v1/system", t, None).await.status,
+            401
+        );
+    }
+    assert_eq!(login(&n, source(3), "secret").await.unwrap().status, 401);
+    let d = token(&n, source(4), "new secret").await;
+    let list = json_call(&n, "GET", "/v1/sessions", &d, None).await;
+    assert_eq!(list.json()["sessions"].as_array().unwrap().len(), 1);
+    // Reverting to the old password is a change of credential too.
+    let reverted = json_call(
+        &n,
+        "POST",
+        "/v1/settings/revert",
+        &d,
+        Some(json!({"version": 1})),
+    )
+    .await;
+    assert_eq!(reverted.status, 200, "{}", reverted.text());
+    assert_eq!(
+        json_call(&n, "GET", "/v1/system", &d, None).await.status,
+        401
+    );
+}
+
+/// The real client and CLI pieces: `Client::logout` ends the session.
+#[tokio::test]
+async fn the_client_logs_out() {
+    let n = node().await;
+    let mut c = mote_api::client::Client::connect(&n.addr().to_string(), None)
+        .await
+        .unwrap();
+    c.login("admin", "secret").await.unwrap();
+    let token = c.token().unwrap().to_string();
+    assert_eq!(c.sessions().await.unwrap().sessions.len(), 1);
+    c.logout().await.unwrap();
+    assert!(c.token().is_none());
+    assert_eq!(
+        json_call(&n, "GET", "/v1/system", &token, None)
+            .await
+            .status,
+        401
+    );
+}
