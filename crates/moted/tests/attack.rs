@@ -317,3 +317,92 @@ async fn the_client_logs_out() {
         401
     );
 }
+
+fn audit_bytes(n: &Node) -> u64 {
+    std::fs::read_dir(n.state())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("audit.jsonl"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// Defect 4: refused unauthenticated writes with 16 KB paths neither fill
+/// the audit log nor flood PID 1's events: one line per source per minute,
+/// its path cut, and the count of the others in the next one written.
+#[tokio::test]
+async fn unauthenticated_refusals_are_sampled_and_cut_not_written_in_full() {
+    let n = node().await;
+    let long = format!("/v1/firewall/rules/{}/enable", "A".repeat(16 * 1024));
+    let mut refused = 0;
+    for i in 0..200u16 {
+        // Four sources, 50 each; a bad token or none.
+        let from = source(i % 4);
+        let headers: &[(&str, &str)] = if i % 2 == 0 {
+            &[("authorization", "Bearer 00")]
+        } else {
+            &[]
+        };
+        let a = call(n.addr(), from, "POST", &long, headers, b"")
+            .await
+            .unwrap();
+        assert_eq!(a.status, 401);
+        refused += 1;
+    }
+    assert_eq!(refused, 200);
+    let bytes = audit_bytes(&n);
+    assert!(
+        bytes < 4 * 1024,
+        "audit.jsonl is {bytes} bytes after 200 refusals"
+    );
+    let t = token(&n, ME, "secret").await;
+    let audit = json_call(&n, "GET", "/v1/audit", &t, None).await.json();
+    let lines = audit["entries"].as_array().unwrap();
+    let refusals: Vec<&Value> = lines
+        .iter()
+        .filter(|e| e["result"].as_str().unwrap().starts_with("401"))
+        .collect();
+    assert_eq!(refusals.len(), 4, "{audit}");
+    for e in &refusals {
+        assert!(e["what"].as_str().unwrap().len() < 400, "{e}");
+    }
+    let audit_events = n
+        .fake
+        .state
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter(|e| e.source == "audit")
+        .count();
+    assert!(audit_events <= 5, "{audit_events} audit events");
+}
+
+/// Defect 4: the audit log is rotated by size and keeps its cap, however
+/// many changes are made.
+#[tokio::test]
+async fn the_audit_log_keeps_its_cap() {
+    let n = start(
+        cheap(),
+        THROTTLE,
+        moted::Limits {
+            audit_max_bytes: 8 * 1024,
+            ..moted::Limits::default()
+        },
+    )
+    .await;
+    let t = token(&n, ME, "secret").await;
+    let long = format!("/v1/firewall/rules/{}/enable", "B".repeat(4 * 1024));
+    for _ in 0..150 {
+        // Logged in: every refusal is written (a 404, no such rule).
+        let a = json_call(&n, "POST", &long, &t, None).await;
+        assert_eq!(a.status, 404, "{}", a.text());
+    }
+    let bytes = audit_bytes(&n);
+    assert!(bytes <= 2 * 8 * 1024 + 1024, "{bytes} bytes");
+    assert!(n.state().join("audit.jsonl.1").exists());
+    assert!(!n.state().join("audit.jsonl.2").exists());
+    // The newest entries are still read back.
+    let audit = json_call(&n, "GET", "/v1/audit", &t, None).await.json();
+    assert!(audit["entries"].as_array().unwrap().len() > 10);
+}
