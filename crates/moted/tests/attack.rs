@@ -406,3 +406,98 @@ async fn the_audit_log_keeps_its_cap() {
     let audit = json_call(&n, "GET", "/v1/audit", &t, None).await.json();
     assert!(audit["entries"].as_array().unwrap().len() > 10);
 }
+
+/// Whether the server closes `s` within `within` (reads until EOF or an
+/// error; data is ignored).
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+fn quick_limits() -> moted::Limits {
+    moted::Limits {
+        tls_handshake: Duration::from_millis(500),
+        header_read: Duration::from_millis(500),
+        connections: 12,
+        connections_per_source: 4,
+        ..moted::Limits::default()
+    }
+}
+
+/// Defect 5: a client that connects and says nothing, one that stops in
+/// the middle of its header, and one that idles after a request are all
+/// closed after their timeout.
+#[tokio::test]
+async fn silent_slow_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let n = start(cheap(), THROTTLE, quick_limits()).await;
+    // No TLS handshake at all.
+    let mut idle_tcp = tcp(n.addr(), ME).await.unwrap();
+    assert!(closed_within(&mut idle_tcp, Duration::from_secs(2)).await);
+    // Half a header, never finished.
+    let mut slow = tls(n.addr(), ME).await.unwrap();
+    slow.write_all(b"GET /v1/system HTTP/1.1\r\nhost: no")
+        .await
+        .unwrap();
+    slow.flush().await.unwrap();
+    let t = std::time::Instant::now();
+    assert!(closed_within(&mut slow, Duration::from_secs(2)).await);
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    // A whole request, then silence on a keep-alive connection.
+    let mut idle = tls(n.addr(), ME).await.unwrap();
+    idle.write_all(b"GET /v1/system HTTP/1.1\r\nhost: node\r\n\r\n")
+        .await
+        .unwrap();
+    idle.flush().await.unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(2)).await);
+}
+
+/// Defect 5: connections are capped per source and in total; past a cap a
+/// new one is closed at once, and other sources still get in.
+#[tokio::test]
+async fn connections_are_capped_per_source_and_in_total() {
+    let n = start(
+        cheap(),
+        THROTTLE,
+        moted::Limits {
+            tls_handshake: Duration::from_secs(30),
+            header_read: Duration::from_secs(30),
+            ..quick_limits()
+        },
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tcp(n.addr(), ME).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fifth = tcp(n.addr(), ME).await.unwrap();
+    assert!(closed_within(&mut fifth, Duration::from_secs(1)).await);
+    // Another source is not held back by this one.
+    assert_eq!(login(&n, source(1), "secret").await.unwrap().status, 200);
+    // Fill the total (12): 4 more sources' worth.
+    for i in 0..8u16 {
+        held.push(tcp(n.addr(), source(10 + i / 4)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = tcp(n.addr(), source(20)).await.unwrap();
+    assert!(closed_within(&mut over, Duration::from_secs(1)).await);
+    // Closing some makes room again.
+    held.truncate(6);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(login(&n, source(21), "secret").await.unwrap().status, 200);
+}
