@@ -75,6 +75,12 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// A JSON route sent something else than JSON.
+    #[error("the body is {found}; send application/json")]
+    NotJson {
+        /// The Content-Type sent.
+        found: String,
+    },
     /// A node file operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -113,6 +119,7 @@ impl ApiError {
             ApiError::Unexpected(_) => StatusCode::BAD_GATEWAY,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotJson { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 std::io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
@@ -181,6 +188,23 @@ fn versions(v: &[u64]) -> String {
     v.join(" or ")
 }
 
+/// The largest JSON body taken (axum's default body limit); 413 beyond.
+pub const MAX_JSON_BYTES: usize = 2 << 20;
+
+/// Whether a `Content-Type` is JSON: `application/json`, or any
+/// `application/…+json` (`application/merge-patch+json`), parameters
+/// allowed. A body without a `Content-Type` is read as JSON too.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 /// JSON body extraction with our error shape.
 pub struct JsonBody<T>(pub T);
 
@@ -188,9 +212,21 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+                    limit: MAX_JSON_BYTES,
+                },
+                _ => ApiError::BadRequest(e.body_text()),
+            })?;
+        if let Some(found) = content_type.filter(|t| !bytes.is_empty() && !is_json(t)) {
+            return Err(ApiError::NotJson { found });
+        }
         let v = if bytes.is_empty() {
             b"null".as_slice()
         } else {

@@ -501,3 +501,140 @@ async fn connections_are_capped_per_source_and_in_total() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(login(&n, source(21), "secret").await.unwrap().status, 200);
 }
+
+async fn settings_version(n: &Node, t: &str) -> u64 {
+    json_call(n, "GET", "/v1/settings", t, None).await.json()["version"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Defect 7: the smaller ones. An oversized JSON body is 413, an upload to
+/// a directory 400, a control character or 5,000 characters in a rule name
+/// 422, a PATCH that is not JSON 415, an interface the node does not have
+/// 404; none of them changes anything.
+#[tokio::test]
+async fn bad_input_gets_the_right_4xx_and_changes_nothing() {
+    let n = node().await;
+    let t = token(&n, ME, "secret").await;
+    let auth = format!("Bearer {t}");
+    let v0 = settings_version(&n, &t).await;
+    // 3 MB of JSON.
+    let big = format!(
+        "{{\"system\":{{\"hostname\":\"{}\"}}}}",
+        "a".repeat(3 << 20)
+    );
+    let a = call(
+        n.addr(),
+        ME,
+        "PATCH",
+        "/v1/settings",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        big.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 413, "{}", a.text());
+    // An upload to a directory.
+    let dir = tempfile::tempdir().unwrap();
+    for path in [
+        format!("{}/", dir.path().display()),
+        dir.path().display().to_string(),
+    ] {
+        let a = call(
+            n.addr(),
+            ME,
+            "PUT",
+            &format!("/v1/files?path={path}"),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/octet-stream"),
+            ],
+            b"x",
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.status, 400, "{path}: {}", a.text());
+    }
+    // Rule names: control characters, too long.
+    for name in [
+        "bad\u{7}name".to_string(),
+        "x".repeat(5000),
+        "new\nline".into(),
+    ] {
+        let a = json_call(
+            &n,
+            "POST",
+            "/v1/firewall/rules",
+            &t,
+            Some(json!({"name": name, "port": 22})),
+        )
+        .await;
+        assert_eq!(a.status, 422, "{}", a.text());
+        assert!(
+            a.text().len() < 2000,
+            "the refusal echoes it all: {}",
+            a.text().len()
+        );
+    }
+    let a = json_call(
+        &n,
+        "POST",
+        "/v1/firewall/rules",
+        &t,
+        Some(json!({"name": "web-443", "port": 443})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    // A PATCH that is not JSON.
+    for ct in ["text/plain", "application/x-www-form-urlencoded"] {
+        let a = call(
+            n.addr(),
+            ME,
+            "PATCH",
+            "/v1/settings",
+            &[("authorization", &auth), ("content-type", ct)],
+            br#"{"system":{"hostname":"plain"}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.status, 415, "{ct}: {}", a.text());
+    }
+    let a = call(
+        n.addr(),
+        ME,
+        "PATCH",
+        "/v1/settings",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/merge-patch+json"),
+        ],
+        br#"{"system":{"hostname":"merged"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    // An interface the node does not have; one it has.
+    let a = json_call(
+        &n,
+        "PUT",
+        "/v1/network/interfaces/eth9",
+        &t,
+        Some(json!({"ipv4": "dhcp"})),
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.text());
+    let a = json_call(
+        &n,
+        "PUT",
+        "/v1/network/interfaces/eth0",
+        &t,
+        Some(json!({"ipv4": "dhcp"})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    // Only the two good changes made versions.
+    assert_eq!(settings_version(&n, &t).await, v0 + 3);
+}

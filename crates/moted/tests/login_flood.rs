@@ -5,13 +5,12 @@
 
 mod attacker;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use attacker::*;
 use moted::Limits;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The node's real parameters: argon2id, m=19456 KiB, t=2.
 fn real_hash() -> String {
@@ -25,7 +24,7 @@ fn real_hash() -> String {
 /// address logs in at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_100_parallel_wrong_logins_is_counted_and_leaves_no_memory_behind() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let p = spawn_moted(&real_hash());
     // Warm up: one right login, so the runtime and TLS have their memory.
     let a = login_to(p.addr(), ME, "secret").await.unwrap();
@@ -100,7 +99,7 @@ async fn admin_gets_in(to: std::net::SocketAddr, from: std::net::IpAddr) {
 /// 19 MiB at once, and each gives it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn password_checks_hold_at_most_the_pool_and_give_the_memory_back() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let checks = moted::auth::password::Checks::new(2);
     let phc = attacker::hash_with("secret", 19456, 1);
     assert!(checks.verify(phc.clone(), "secret".into()).await);
@@ -122,7 +121,7 @@ async fn password_checks_hold_at_most_the_pool_and_give_the_memory_back() {
 /// administrator's right password still gets through within the lane.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guesses_from_many_sources_share_a_slow_lane_and_the_admin_still_gets_in() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let n = start(cheap(), THROTTLE, Limits::default()).await;
     let burst = (0..50).map(|i| {
         let n = &n;
