@@ -21,7 +21,8 @@ const USAGE: &str =
     "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | bench boot|management|web>
 
   demo              build everything, boot examples/hello.toml, show it serving
-  test              install test prerequisites if missing (Debian, as root), run all tests
+  test              install test prerequisites if missing (Debian, as root), check
+                    cargo fmt and clippy, run all tests
   bench boot        build time, image sizes and the boot split against a trivial init
   bench management  moted request latency (read, write) and 50 concurrent sessions
   bench web         mote-web against nginx with wrk: req/s, p99, ratios, RSS";
@@ -101,11 +102,50 @@ fn demo() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         body.trim()
     );
+    let installed = install_mote(&mote)?;
     println!();
-    println!("  reach it:      curl http://127.0.0.1:8080/");
-    println!("  its console:   {}", mote.display().to_string() + " list");
-    println!("  stop it:       {} stop hello", mote.display());
+    println!("mote is installed as {}.", installed.display());
+    if !on_path(&installed) {
+        println!(
+            "That directory is not on your PATH; add it first:\n  export PATH=\"{}:$PATH\"",
+            installed
+                .parent()
+                .map_or(String::new(), |d| d.display().to_string())
+        );
+    }
+    println!("Try, in any shell (the example's demo password is mote-demo):");
+    println!("  curl http://127.0.0.1:8080/");
+    println!("  export MOTE_PASSWORD=mote-demo");
+    println!("  mote -n hello system");
+    println!("  mote list");
+    println!("  mote stop hello");
     Ok(())
+}
+
+/// Put the built `mote` where `cargo install` puts binaries
+/// (`$CARGO_HOME/bin`, else `~/.cargo/bin`), so the README's `mote …` lines
+/// work in a new shell. A copy, not a link: it outlives `cargo clean`.
+fn install_mote(built: &Path) -> anyhow::Result<PathBuf> {
+    let bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set: cannot install mote")?
+        .join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let target = bin.join("mote");
+    let tmp = bin.join(".mote.installing");
+    std::fs::copy(built, &tmp)
+        .with_context(|| format!("copying {} to {}", built.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &target).with_context(|| format!("installing {}", target.display()))?;
+    Ok(target)
+}
+
+/// Does a bare `mote` find `installed` through PATH?
+fn on_path(installed: &Path) -> bool {
+    let Some(dir) = installed.parent() else {
+        return false;
+    };
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d == dir))
 }
 
 /// GET a URL with curl until it answers or `patience` runs out.
@@ -132,7 +172,21 @@ fn fetch(url: &str, patience: Duration) -> anyhow::Result<String> {
 fn test(extra: &[String]) -> anyhow::Result<()> {
     prereqs::ensure(&prereqs::TEST)?;
     prereqs::ensure_python_tools()?;
+    eprintln!("xtask: cargo fmt --check…");
+    run(Command::new(env!("CARGO")).args(["fmt", "--all", "--check"]))
+        .context("the code is not formatted: run `cargo fmt --all`")?;
     build_release()?;
+    eprintln!("xtask: cargo clippy --all-targets -- -D warnings…");
+    run(Command::new(env!("CARGO")).args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("clippy found problems")?;
     eprintln!("xtask: running every test…");
     run(Command::new(env!("CARGO"))
         .args(["test", "--release", "--workspace", "--no-fail-fast"])

@@ -3,7 +3,9 @@
 //! It exists so the example and the end-to-end test have a real process to
 //! copy in with `[[files]]`, supervise, reach through the firewall and kill:
 //!
-//! - `GET /` answers `hello from HOSTNAME`; `GET /pid` answers the process id;
+//! - `GET /` answers `hello from HOSTNAME` (`GREETING from HOSTNAME` when the
+//!   environment sets `GREETING`, so a test can see a service's environment);
+//!   `GET /pid` answers the process id;
 //! - `GET /kill` makes the process SIGKILL itself (to show it gets restarted);
 //! - `--port N` may repeat: every port is served, declared in the firewall or not;
 //! - `--mark PATH` writes a first-boot marker file and exits (for `[[first_boot]]`).
@@ -90,7 +92,14 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = match path {
-        "/" => ("200 OK", format!("hello from {}\n", hostname())),
+        "/" => (
+            "200 OK",
+            format!(
+                "{} from {}\n",
+                std::env::var("GREETING").unwrap_or_else(|_| "hello".into()),
+                hostname()
+            ),
+        ),
         "/pid" => ("200 OK", format!("{}\n", std::process::id())),
         "/kill" => {
             // SAFETY: kill with our own pid and a constant signal.

@@ -21,19 +21,34 @@ pub enum Code {
 #[derive(Debug)]
 pub struct Coded(pub Code);
 
+/// Says nothing: the code is for the exit status, not for the message
+/// (`main` leaves empty links out of the chain it prints).
 impl std::fmt::Display for Coded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.0)
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
     }
 }
 
 impl std::error::Error for Coded {}
 
+/// The error's chain as one line, `outer: inner: cause`, without the empty
+/// [`Coded`] links.
+pub fn message(error: &anyhow::Error) -> String {
+    error
+        .chain()
+        .map(ToString::to_string)
+        .filter(|m| !m.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 impl Code {
     /// The code an error chain asks for: a [`Coded`] context, or a
     /// manifest error, or plain failure.
     pub fn of(error: &anyhow::Error) -> Code {
-        if let Some(coded) = error.chain().find_map(|e| e.downcast_ref::<Coded>()) {
+        // anyhow finds a context type at any depth through the error
+        // itself; the `chain()` links are wrapped and would not downcast.
+        if let Some(coded) = error.downcast_ref::<Coded>() {
             return coded.0;
         }
         if error.chain().any(|e| e.is::<mote_config::ManifestError>()) {

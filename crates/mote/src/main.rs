@@ -55,15 +55,37 @@ enum Command {
 }
 
 fn main() {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", exit::message(&error));
             exit::Code::of(&error) as i32
         }
     };
     std::process::exit(code);
+}
+
+/// `mote … | head -1`: once the reader has gone, `println!` panics with
+/// "failed printing to stdout: Broken pipe". That is the end of the output,
+/// not a fault: leave quietly, as `head`'s writer should. (Restoring
+/// SIGPIPE's default instead would also kill mote on a write to a closed
+/// QMP or node socket, where an error is wanted.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 impl Cli {

@@ -109,6 +109,22 @@ struct CachedToken {
     token: String,
     expires_at_ms: u64,
     fingerprint: String,
+    /// An argon2id hash of the password that got the token, when it came
+    /// from `MOTE_PASSWORD`: a later `MOTE_PASSWORD` uses the token only if
+    /// it is the same password, so a wrong one is refused, never hidden by
+    /// an older login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+/// Is a cached token good for this call? Without `MOTE_PASSWORD` any live
+/// token is; with it, only one that the same password got.
+fn token_fits(t: &CachedToken, env_password: Option<&str>) -> bool {
+    match (env_password, &t.password) {
+        (None, _) => true,
+        (Some(p), Some(phc)) => mote_config::password::verify(phc, p),
+        (Some(_), None) => false,
+    }
 }
 
 fn token_path(name: &str) -> anyhow::Result<PathBuf> {
@@ -167,7 +183,8 @@ pub async fn connect(name: &str, fresh: bool) -> anyhow::Result<Session> {
         .ok()
         .and_then(|b| serde_json::from_slice::<CachedToken>(&b).ok())
         .filter(|_| !fresh)
-        .filter(|t| t.fingerprint == node.fingerprint && t.expires_at_ms > now_ms() + 30_000);
+        .filter(|t| t.fingerprint == node.fingerprint && t.expires_at_ms > now_ms() + 30_000)
+        .filter(|t| token_fits(t, std::env::var("MOTE_PASSWORD").ok().as_deref()));
     let mut session = Session {
         name: name.to_string(),
         client,
@@ -186,9 +203,10 @@ pub async fn connect(name: &str, fresh: bool) -> anyhow::Result<Session> {
 /// Logs in with `MOTE_PASSWORD` or a prompt and caches the token.
 pub async fn login(session: &mut Session) -> anyhow::Result<()> {
     let name = session.name.clone();
-    let password = match std::env::var("MOTE_PASSWORD") {
-        Ok(p) => p,
-        Err(_) => rpassword::prompt_password(format!("{ADMIN_USER}@{name} password: "))
+    let from_env = std::env::var("MOTE_PASSWORD").ok();
+    let password = match &from_env {
+        Some(p) => p.clone(),
+        None => rpassword::prompt_password(format!("{ADMIN_USER}@{name} password: "))
             .context("cannot read the password; set MOTE_PASSWORD")?,
     };
     let r = session
@@ -200,6 +218,9 @@ pub async fn login(session: &mut Session) -> anyhow::Result<()> {
         token: r.token,
         expires_at_ms: r.expires_at_ms,
         fingerprint: session.client.fingerprint().to_string(),
+        password: from_env
+            .as_deref()
+            .and_then(|p| mote_config::password::hash(p).ok()),
     };
     write_private(&token_path(&name)?, &serde_json::to_vec(&cached)?)?;
     session.cached = false;
@@ -333,6 +354,27 @@ impl<T> Explain<T> for Result<T, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_token_serves_only_the_password_that_got_it() {
+        let token = |password: Option<&str>| CachedToken {
+            token: "t".into(),
+            expires_at_ms: u64::MAX,
+            fingerprint: "f".into(),
+            password: password.map(|p| mote_config::password::hash(p).unwrap()),
+        };
+        assert!(
+            token_fits(&token(None), None),
+            "no MOTE_PASSWORD: any token"
+        );
+        assert!(token_fits(&token(Some("right")), None));
+        assert!(token_fits(&token(Some("right")), Some("right")));
+        assert!(!token_fits(&token(Some("right")), Some("wrong")));
+        assert!(
+            !token_fits(&token(None), Some("wrong")),
+            "a prompted login's token does not vouch for MOTE_PASSWORD"
+        );
+    }
 
     #[test]
     fn a_problem_the_error_already_states_is_not_repeated() {

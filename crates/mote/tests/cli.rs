@@ -129,3 +129,41 @@ fn list_and_doctor_speak_json() {
         "{checks}"
     );
 }
+
+/// `mote … | head -1` once panicked ("failed printing to stdout: Broken
+/// pipe", exit 101): a reader that goes away ends the output quietly.
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(["check", "examples/hello.toml", "--json"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mote runs");
+    drop(child.stdout.take()); // the reader is gone before mote writes
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
+/// `mote run examples/helo.toml` (a typo) once said "cannot name the node
+/// after its image directory" and then "vmlinuz is missing".
+#[test]
+fn running_a_missing_file_says_it_does_not_exist() {
+    for args in [
+        &["run", "examples/helo.toml"][..],
+        &["run", "examples/helo.toml", "--name", "x"],
+    ] {
+        let out = mote(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("examples/helo.toml does not exist"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("vmlinuz"), "{err}");
+    }
+}

@@ -2,8 +2,11 @@
 //! (which forwards the management port and pins the ready line's
 //! fingerprint), then through `mote -n NAME …`: restart a service and see a
 //! new pid, read its events, open port 8081 with a firewall rule and close it
-//! again, change a setting, power off, boot again on the same state disk and
-//! find the setting and the audit entries still there.
+//! again; then change the host name, a firewall rule and a service's
+//! environment, power off, boot again on the same state disk, and check the
+//! effects from the host (the name and greeting served, the port that
+//! answers), not only what the API echoes; then a change followed by a power
+//! cut (QEMU killed) must be running after the next boot.
 //!
 //! Same prerequisites as `e2e_hello.rs` (QEMU, the kernel, `MOTE_BIN_DIR`
 //! with release node binaries, moted included). Skipped only when
@@ -24,8 +27,9 @@ fn hello_node_is_managed_over_its_api_across_a_reboot() {
     let st = state.path();
     let image = build_image(st, "examples/hello.toml");
     let name = "e2e-manage";
-    let open = free_port();
-    let node = boot(st, &image, name, &[(open, 8081)]);
+    let (served, open) = (free_port(), free_port());
+    let forwards = [(served, 8080), (open, 8081)];
+    let node = boot(st, &image, name, &forwards);
     let fp = node.ready["fingerprint"]
         .as_str()
         .unwrap_or_else(|| panic!("no fingerprint in the ready report: {}", node.ready))
@@ -62,33 +66,50 @@ fn hello_node_is_managed_over_its_api_across_a_reboot() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(get(open, "/", "3").is_err(), "8081 answered after removal");
 
-    // A setting that survives the reboot.
+    // Changes whose effect a user sees from the host: the host name the
+    // node serves, a port its firewall opens, a service's environment.
+    remote(st, name, &["settings", "set", "system.hostname", "web01"]);
+    remote(st, name, &["firewall", "add", "alt", "--port", "8081"]);
     let v = remote(
         st,
         name,
         &[
             "settings",
             "set",
-            "services.hello.environment.E2E_MARK",
-            "kept",
+            "services.hello.environment.GREETING",
+            "hi",
         ],
     );
     let version = v["version"].as_u64().unwrap();
+    let serves = |port: u16, want: &str| {
+        wait_for(
+            &format!("{port} to serve {want:?}"),
+            Duration::from_secs(20),
+            || get(port, "/", "2").ok().filter(|b| b == want),
+        )
+    };
+    serves(served, "hi from web01");
+    serves(open, "hi from web01");
+    assert_in_sync(st, name, version);
     stop(st, name, node);
 
-    let again = boot(st, &image, name, &[(open, 8081)]);
+    // Power off and on: the node runs what the API reported, not the image.
+    let again = boot(st, &image, name, &forwards);
     assert_eq!(
         again.ready["fingerprint"].as_str(),
         Some(fp.as_str()),
         "same state disk, same certificate"
     );
-    let got = remote(
-        st,
-        name,
-        &["settings", "get", "services.hello.environment.E2E_MARK"],
+    assert_eq!(again.ready["hostname"], "web01", "{}", again.ready);
+    assert_eq!(
+        again.ready["settings"].as_str(),
+        Some(format!("v{version}").as_str()),
+        "the ready line names the stored version: {}",
+        again.ready
     );
-    assert_eq!(got["value"], "kept");
-    assert!(got["version"].as_u64().unwrap() >= version);
+    serves(served, "hi from web01");
+    serves(open, "hi from web01");
+    assert_in_sync(st, name, version);
     let audit = remote(st, name, &["audit"]);
     let whats: Vec<String> = audit["entries"]
         .as_array()
@@ -98,7 +119,40 @@ fn hello_node_is_managed_over_its_api_across_a_reboot() {
         .collect();
     assert!(whats.iter().any(|w| w.contains("firewall")), "{whats:?}");
     assert!(whats.iter().any(|w| w.contains("settings")), "{whats:?}");
-    stop(st, name, again);
+
+    // Power cut right after a change was answered: it was committed, so the
+    // next boot runs it.
+    let v = remote(
+        st,
+        name,
+        &[
+            "settings",
+            "set",
+            "services.hello.environment.GREETING",
+            "cut",
+        ],
+    );
+    let version = v["version"].as_u64().unwrap();
+    power_cut(again);
+    let third = boot(st, &image, name, &forwards);
+    assert_eq!(
+        third.ready["settings"].as_str(),
+        Some(format!("v{version}").as_str()),
+        "{}",
+        third.ready
+    );
+    serves(served, "cut from web01");
+    serves(open, "cut from web01");
+    assert_in_sync(st, name, version);
+    stop(st, name, third);
+}
+
+/// `mote -n NAME settings status`: the node runs stored version `version`.
+fn assert_in_sync(state: &Path, name: &str, version: u64) {
+    let st = remote(state, name, &["settings", "status"]);
+    assert_eq!(st["stored"], version, "{st}");
+    assert_eq!(st["applied"]["version"], version, "{st}");
+    assert_eq!(st["in_sync"], true, "{st}");
 }
 
 fn remote_list(state: &Path) -> Vec<serde_json::Value> {

@@ -157,12 +157,23 @@ fn a_wrong_password_says_what_to_do_and_the_token_is_cached_0600() {
     let mode = std::fs::metadata(&token).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // The cached token is used: no password needed now.
-    let out = mote(
-        cfg.path(),
-        "wrong-but-unused",
-        &["-n", "n1", "system", "--json"],
+    let out = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(["-n", "n1", "system", "--json"])
+        .env("MOTE_CONFIG_DIR", cfg.path())
+        .env_remove("MOTE_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success());
+    // An explicit MOTE_PASSWORD that the node refuses is an error, even
+    // with a cached token (it once succeeded on the token).
+    let out = mote(cfg.path(), "wrong", &["-n", "n1", "system", "--json"]);
+    assert!(!out.status.success(), "a wrong MOTE_PASSWORD was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the login"), "{err}");
 }
 
 #[test]
@@ -174,7 +185,7 @@ fn every_verb_prints_json() {
     let d = dir.path().to_str().unwrap();
     assert_eq!(
         json(c, &["-n", "n1", "system", "--json"])["hostname"],
-        "fake"
+        "node1"
     );
     assert!(json(c, &["-n", "n1", "service", "list", "--json"])["services"].is_array());
     assert!(json(c, &["-n", "n1", "events", "--json"])["events"].is_array());
@@ -337,7 +348,7 @@ fn a_session_runs_verbs_from_its_input() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("\"hostname\": \"fake\""), "{stdout}");
+    assert!(stdout.contains("\"hostname\": \"node1\""), "{stdout}");
     assert!(stdout.contains("web"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
@@ -513,4 +524,65 @@ fn two_web_writers_at_once_keep_both_sites() {
     assert_eq!(refused.len(), 1, "{audit}");
     let v = json(c, &["-n", "n1", "settings", "history", "--json"]);
     assert_eq!(v["current"], 3);
+}
+
+/// `mote node add` once pinned whatever TLS endpoint answered. A real HTTPS
+/// server that is no mote node (`openssl s_server -www`) is refused, and
+/// nothing is pinned.
+#[test]
+fn node_add_refuses_an_endpoint_that_is_no_mote_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=not-mote", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-www", "-quiet", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server starts");
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s_server never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let cfg = tempfile::tempdir().unwrap();
+    let out = mote(cfg.path(), "secret", &["node", "add", "impostor", &addr]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "pinned a non-node: {err}");
+    assert!(err.contains("is not a mote node"), "{err}");
+    let list = json(cfg.path(), &["node", "list", "--json"]);
+    assert_eq!(list, serde_json::json!([]), "nothing pinned");
 }

@@ -45,6 +45,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // PID 1 reads this pipe into events: no colour codes in them.
+        .with_ansi(false)
         .init();
     let args = Args::parse();
     let config = moted::Config {

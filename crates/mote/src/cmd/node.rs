@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use mote_api::api::{normalize_fingerprint, DEFAULT_PORT};
-use mote_api::client::Client;
+use mote_api::client::{Client, ClientError};
 use serde::Serialize;
 
 use crate::output;
@@ -111,6 +111,12 @@ fn add(name: &str, address: &str, expected: Option<&str>, json: bool) -> anyhow:
     let client = remote::block_on(Client::connect(&address, None))?
         .map_err(|e| remote::explain(name, Some(&address), e))?;
     let seen = client.fingerprint().to_string();
+    if let Err(answer) = remote::block_on(speaks_mote(&client))? {
+        bail!(
+            "{address} is not a mote node: {answer}; nothing was pinned. Check the address \
+             and the port (a node's management port is 5986 unless its [management] says otherwise)"
+        );
+    }
     if let Some(fp) = &expected {
         if *fp != seen {
             bail!(
@@ -152,6 +158,26 @@ fn add(name: &str, address: &str, expected: Option<&str>, json: bool) -> anyhow:
     }
     println!("manage it: mote -n {name} system");
     Ok(())
+}
+
+/// Does the endpoint speak mote's management API? A node answers an
+/// anonymous `GET /v1/system` with 401 and a JSON error that points at
+/// `POST /v1/login`; a proxy, another HTTPS server or a portal does not.
+/// `Err` says what it answered instead.
+async fn speaks_mote(client: &Client) -> Result<(), String> {
+    match client.system().await {
+        Err(ClientError::Status {
+            status: 401, body, ..
+        }) if body.error.contains("/v1/login") => Ok(()),
+        Err(ClientError::Status { status, body, .. }) => {
+            let text: String = body.error.chars().take(80).collect();
+            Err(format!(
+                "it answered {status} {text:?} where a node asks to log in"
+            ))
+        }
+        Ok(_) => Err("it answered without asking to log in".into()),
+        Err(e) => Err(format!("{e}")),
+    }
 }
 
 fn list(json: bool) -> anyhow::Result<()> {

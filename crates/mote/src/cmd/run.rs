@@ -79,6 +79,9 @@ struct Ready<'a> {
     management: Option<String>,
     /// The pinned certificate fingerprint, from the ready line.
     fingerprint: Option<String>,
+    /// Which settings the node runs, from the ready line: `vN` (the stored
+    /// version N), `image`, and a trailing `!` when something is wrong.
+    settings: Option<String>,
     /// What happened to the pin in `nodes.json`.
     pin: Option<String>,
 }
@@ -90,6 +93,14 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if !args.target.exists() {
+        return Err(anyhow::anyhow!(
+            "{} does not exist: give a manifest (such as examples/hello.toml) or an image \
+             directory that `mote build` wrote (such as out/hello)",
+            args.target.display()
+        ))
+        .code(Code::Usage);
+    }
     let image_dir = if args.target.is_file() {
         build::build(&args.target, None, &args.bins, args.json)?.0
     } else {
@@ -181,6 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         notice: node.notice().map(str::to_owned),
         management,
         fingerprint,
+        settings: report.fields.get("settings").cloned(),
         pin,
     };
     if args.json {
@@ -247,9 +259,20 @@ fn print_ready(ready: &Ready<'_>, detached: bool) {
                 },
             ],
             vec!["console".into(), ready.serial_log.display().to_string()],
+            vec![
+                "settings".into(),
+                ready.settings.clone().unwrap_or_else(|| "unknown".into()),
+            ],
             vec!["stop".into(), format!("mote stop {}", ready.name)],
         ],
     );
+    if ready.settings.as_deref().is_some_and(|s| s.ends_with('!')) {
+        eprintln!(
+            "mote: {} does not run its stored settings as it should; its console ({}) says why",
+            ready.name,
+            ready.serial_log.display()
+        );
+    }
     if let Some(pin) = &ready.pin {
         eprintln!("{pin}");
     }

@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(cli) => match crate::dispatch(cli) {
                 Ok(0) => {}
                 Ok(code) => eprintln!("(exit {code})"),
-                Err(e) => eprintln!("error: {e:#}"),
+                Err(e) => eprintln!("error: {}", crate::exit::message(&e)),
             },
             Err(e) => {
                 let _ = e.print();

@@ -159,6 +159,26 @@ pub fn stop(state: &Path, name: &str, booted: Booted) -> String {
     std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()))
 }
 
+/// Power cut: SIGKILL the node's QEMU (no shutdown, no flush), and wait for
+/// `mote run` to notice.
+pub fn power_cut(booted: Booted) {
+    let mut booted = booted;
+    let pid = booted.ready["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no QEMU pid in the ready report: {}", booted.ready));
+    // SAFETY: kill takes no pointers; the pid is the node's QEMU, which
+    // `mote run` (our child) has not reaped yet, so it cannot be reused.
+    let killed = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(killed, 0, "kill QEMU {pid}");
+    let mut child = booted
+        .child
+        .take()
+        .expect("a booted node has its mote run child");
+    wait_for("mote run to end", Duration::from_secs(20), || {
+        child.try_wait().ok().flatten()
+    });
+}
+
 /// `mote -n NAME ARGS… --json`, parsed.
 pub fn remote(state: &Path, name: &str, args: &[&str]) -> serde_json::Value {
     let out = mote(state)
