@@ -112,6 +112,10 @@ impl App {
             }
         }
         let new = edit(&old.settings)?;
+        if new == old.settings {
+            // A write that changes nothing: no apply, no new version.
+            return Ok(old);
+        }
         new.validate().map_err(ApiError::Invalid)?;
         self.check_roles(&old.settings, &new).await?;
         let version = lock(&self.store)?.next_version()?;

@@ -83,6 +83,8 @@ pub struct Limits {
     pub audit_files: usize,
     /// Unauthenticated refusals written: one per source per this long.
     pub refusal_window: Duration,
+    /// Settings versions the history keeps.
+    pub history_depth: usize,
 }
 
 impl Default for Limits {
@@ -97,6 +99,7 @@ impl Default for Limits {
             audit_max_bytes: 1 << 20,
             audit_files: 2,
             refusal_window: Duration::from_secs(60),
+            history_depth: mote_api::store::HISTORY_DEPTH,
         }
     }
 }
@@ -170,7 +173,8 @@ pub async fn start_with(
         initial = Some(image_settings(&config.image_settings)?);
     }
     let first_boot = initial.is_some();
-    let (store, problems) = store::Store::open(&settings_dir, || initial.unwrap_or_default())?;
+    let (mut store, problems) = store::Store::open(&settings_dir, || initial.unwrap_or_default())?;
+    store.set_history_depth(limits.history_depth);
     for problem in &problems {
         tracing::error!(error = %problem, "settings store: a stored file cannot be read; not used");
     }

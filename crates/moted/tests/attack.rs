@@ -638,3 +638,84 @@ async fn bad_input_gets_the_right_4xx_and_changes_nothing() {
     // Only the two good changes made versions.
     assert_eq!(settings_version(&n, &t).await, v0 + 3);
 }
+
+/// Defect 4: a write that changes nothing makes no version (and applies
+/// nothing), and the history keeps its depth however many writes come.
+#[tokio::test]
+async fn no_op_writes_make_no_version_and_the_history_keeps_its_depth() {
+    let n = start(
+        cheap(),
+        THROTTLE,
+        moted::Limits {
+            history_depth: 5,
+            ..moted::Limits::default()
+        },
+    )
+    .await;
+    let t = token(&n, ME, "secret").await;
+    let v0 = settings_version(&n, &t).await;
+    let applied = n.fake.state.lock().unwrap().applied.len();
+    for _ in 0..20 {
+        let same = json_call(
+            &n,
+            "PATCH",
+            "/v1/settings",
+            &t,
+            Some(json!({"system": {"hostname": "node1"}})),
+        )
+        .await;
+        assert_eq!(same.status, 200, "{}", same.text());
+        assert_eq!(same.json()["version"], v0);
+        let empty = json_call(&n, "PATCH", "/v1/settings", &t, Some(json!({}))).await;
+        assert_eq!(empty.json()["version"], v0);
+    }
+    let revert = json_call(
+        &n,
+        "POST",
+        "/v1/settings/revert",
+        &t,
+        Some(json!({"version": v0})),
+    )
+    .await;
+    assert_eq!(revert.json()["version"], v0);
+    assert_eq!(n.fake.state.lock().unwrap().applied.len(), applied);
+    assert_eq!(settings_version(&n, &t).await, v0);
+    // Real changes: numbers go on, 5 files stay.
+    for i in 0..12 {
+        let a = json_call(
+            &n,
+            "PATCH",
+            "/v1/settings",
+            &t,
+            Some(json!({"system": {"hostname": format!("h{i}")}})),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    assert_eq!(settings_version(&n, &t).await, v0 + 12);
+    let files = std::fs::read_dir(n.state().join("settings/history"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
+    assert_eq!(files, 5);
+    let history = json_call(&n, "GET", "/v1/settings/history", &t, None)
+        .await
+        .json();
+    assert_eq!(history["versions"].as_array().unwrap().len(), 5);
+    // A pruned version is gone.
+    let old = json_call(
+        &n,
+        "POST",
+        "/v1/settings/revert",
+        &t,
+        Some(json!({"version": v0})),
+    )
+    .await;
+    assert_eq!(old.status, 404, "{}", old.text());
+}

@@ -43,10 +43,10 @@ pub async fn login(
         .admit(ip, user, Instant::now())
         .map_err(throttled)?;
     let hash = lock(&app.store)?
-        .current()
-        .settings
+        .settings()
         .system
-        .admin_password_hash;
+        .admin_password_hash
+        .clone();
     let ok = user == ADMIN_USER
         && !hash.is_empty()
         && app.checks.verify(hash.clone(), req.password).await;

@@ -108,12 +108,10 @@ pub struct SessionToken(pub String);
 
 /// The digest of the credential in force, that live tokens must carry.
 pub fn credential(app: &App) -> Result<u64, ApiError> {
-    let hash = lock(&app.store)?
-        .current()
-        .settings
-        .system
-        .admin_password_hash;
-    Ok(crate::auth::credential_of(&hash))
+    let store = lock(&app.store)?;
+    Ok(crate::auth::credential_of(
+        &store.settings().system.admin_password_hash,
+    ))
 }
 
 /// Checks the token (except on public routes) and audits every change
