@@ -221,25 +221,31 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// JSON body extraction with our error shape.
-pub struct JsonBody<T>(pub T);
+/// JSON body extraction with our error shape: at most `MAX` bytes (413
+/// beyond, read no further), a JSON `Content-Type` or none (415 else).
+pub struct JsonBody<T, const MAX: usize = MAX_JSON_BYTES>(pub T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: serde::de::DeserializeOwned, const MAX: usize> axum::extract::FromRequest<S>
+    for JsonBody<T, MAX>
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
+    async fn from_request(req: axum::extract::Request, _state: &S) -> Result<Self, ApiError> {
+        let too_large = || ApiError::TooLarge { limit: MAX };
+        let headers = req.headers();
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let bytes = axum::body::Bytes::from_request(req, state)
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX as u64) {
+            return Err(too_large());
+        }
+        // Past MAX, or a body that breaks off: either way nothing to parse.
+        let bytes = axum::body::to_bytes(req.into_body(), MAX)
             .await
-            .map_err(|e| match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-                    limit: MAX_JSON_BYTES,
-                },
-                _ => ApiError::BadRequest(e.body_text()),
-            })?;
+            .map_err(|_| too_large())?;
         if let Some(found) = content_type.filter(|t| !bytes.is_empty() && !is_json(t)) {
             return Err(ApiError::NotJson { found });
         }

@@ -239,6 +239,10 @@ pub async fn start_with(
     })
 }
 
+/// The most a connection buffers while reading a request head (hyper's
+/// default is ~400 KiB): 256 connections hold at most 16 MiB of heads.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Connections open now, in total and by source address.
 #[derive(Default)]
 struct Open {
@@ -341,7 +345,8 @@ async fn serve(
             builder
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_read);
+                .header_read_timeout(limits.header_read)
+                .max_buf_size(MAX_HEADER_BYTES);
             let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
         });
     }

@@ -171,3 +171,68 @@ async fn a_thousand_parallel_logins_keep_moted_under_48_mib() {
     assert!(peak < 48 * 1024, "peak {peak} KiB");
     assert!(after < before + 8 * 1024, "{before} → {after} KiB");
 }
+
+/// Slow clients at every connection moted takes (256: 8 addresses × 32),
+/// each sending 60 KB of a request head and never ending it, and login
+/// bodies of megabytes: moted stays under 48 MiB, refuses the bodies with
+/// 413, and closes the slow heads at the header timeout (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_heads_at_the_connection_cap_and_big_login_bodies_keep_moted_small() {
+    use tokio::io::AsyncWriteExt;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let p = spawn_moted(&real_hash());
+    let before = p.rss_kib();
+    let to = p.addr();
+    let head = format!(
+        "POST /v1/login HTTP/1.1\r\nhost: node\r\nx-pad: {}",
+        "p".repeat(60_000)
+    );
+    let opened = (0..256u16).map(|i| {
+        let head = head.clone();
+        async move {
+            let mut s = tls(to, source(300 + i / 32)).await.ok()?;
+            s.write_all(head.as_bytes()).await.ok()?;
+            s.flush().await.ok()?;
+            Some(s)
+        }
+    });
+    let held: Vec<_> = futures_util::future::join_all(opened).await;
+    let open = held.iter().filter(|s| s.is_some()).count();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = p.rss_kib();
+    // Another address: the total cap is reached, so this one is closed too.
+    let big = format!(
+        "{{\"username\":\"admin\",\"password\":\"{}\"}}",
+        "x".repeat(3 << 20)
+    );
+    let refused = call(
+        to,
+        source(400),
+        "POST",
+        "/v1/login",
+        &[("content-type", "application/json")],
+        big.as_bytes(),
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = call(
+        to,
+        source(400),
+        "POST",
+        "/v1/login",
+        &[("content-type", "application/json")],
+        big.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 413, "{}", a.text());
+    let (after, peak) = (p.rss_kib(), p.peak_kib());
+    eprintln!(
+        "moted, {open} connections each with 60 KB of an unfinished head: RSS {before} KiB \
+         before, {during} KiB during, peak {peak} KiB, {after} KiB after"
+    );
+    assert_eq!(open, 256);
+    assert!(peak < 48 * 1024, "peak {peak} KiB");
+}

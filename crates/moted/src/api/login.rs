@@ -19,6 +19,10 @@ use crate::app::{lock, Caller};
 use crate::auth::credential_of;
 use crate::error::{ApiError, JsonBody};
 
+/// The largest login body: a user name and a password, not megabytes from
+/// whoever connects.
+pub const MAX_LOGIN_BYTES: usize = 4096;
+
 fn throttled(wait: std::time::Duration) -> ApiError {
     ApiError::Throttled {
         retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
@@ -28,7 +32,7 @@ fn throttled(wait: std::time::Duration) -> ApiError {
 pub async fn login(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
-    JsonBody(req): JsonBody<LoginRequest>,
+    JsonBody(req): JsonBody<LoginRequest, MAX_LOGIN_BYTES>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let ip = caller.addr.ip();
     // The user name as the throttle counts it: any unknown name is one.
