@@ -131,6 +131,11 @@ fn token_path(name: &str) -> anyhow::Result<PathBuf> {
     Ok(config_dir()?.join("tokens").join(format!("{name}.json")))
 }
 
+/// Whether a token of `name` is cached.
+pub fn has_token(name: &str) -> anyhow::Result<bool> {
+    Ok(token_path(name)?.exists())
+}
+
 /// Forgets the cached token of `name`.
 pub fn forget_token(name: &str) -> anyhow::Result<()> {
     match std::fs::remove_file(token_path(name)?) {

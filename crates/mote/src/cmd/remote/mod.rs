@@ -79,8 +79,10 @@ pub fn run(node: Option<&str>, verb: Verb) -> anyhow::Result<i32> {
             return Ok(0);
         }
         if let Verb::Logout(a) = &verb {
-            let mut s = remote::connect(&name, false).await?;
-            let ended = if s.client.token().is_some() {
+            // Without a cached token there is no session to end (and no
+            // reason to log in).
+            let ended = if remote::has_token(&name)? {
+                let mut s = remote::connect(&name, false).await?;
                 match s.client.logout().await {
                     Ok(_) => true,
                     // The node had forgotten it already.
