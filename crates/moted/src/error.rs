@@ -85,6 +85,12 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// A body that did not arrive in time.
+    #[error("the body did not arrive within {secs} s")]
+    SlowBody {
+        /// The limit.
+        secs: u64,
+    },
     /// A JSON route sent something else than JSON.
     #[error("the body is {found}; send application/json")]
     NotJson {
@@ -136,6 +142,7 @@ impl ApiError {
             }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotJson { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 std::io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
@@ -204,6 +211,9 @@ fn versions(v: &[u64]) -> String {
     v.join(" or ")
 }
 
+/// A JSON body must arrive within this (408 beyond).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The largest JSON body taken (axum's default body limit); 413 beyond.
 pub const MAX_JSON_BYTES: usize = 2 << 20;
 
@@ -243,8 +253,13 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned, const MAX: usize> axum::ext
             return Err(too_large());
         }
         // Past MAX, or a body that breaks off: either way nothing to parse.
-        let bytes = axum::body::to_bytes(req.into_body(), MAX)
+        // A body that trickles in is cut off: the connection caps must not
+        // be held by clients that never finish.
+        let bytes = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX))
             .await
+            .map_err(|_| ApiError::SlowBody {
+                secs: BODY_TIMEOUT.as_secs(),
+            })?
             .map_err(|_| too_large())?;
         if let Some(found) = content_type.filter(|t| !bytes.is_empty() && !is_json(t)) {
             return Err(ApiError::NotJson { found });

@@ -312,7 +312,8 @@ async fn serve(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Some(slot) = Slot::take(&open, peer.ip(), &limits) else {
+        let source = auth::throttle::source_of(peer.ip());
+        let Some(slot) = Slot::take(&open, source, &limits) else {
             if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                 tracing::warn!(%peer, "connection refused: too many open (logged once a minute)");
                 refused_at = Some(std::time::Instant::now());

@@ -719,3 +719,28 @@ async fn no_op_writes_make_no_version_and_the_history_keeps_its_depth() {
     .await;
     assert_eq!(old.status, 404, "{}", old.text());
 }
+
+/// Defect 5: a login whose body trickles in (the head is whole, so the
+/// header timeout does not apply) is cut off after 10 s with 408, and does
+/// not hold up anyone else's login meanwhile.
+#[tokio::test]
+async fn a_login_body_that_trickles_in_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = node().await;
+    let mut slow = tls(n.addr(), source(1)).await.unwrap();
+    slow.write_all(
+        b"POST /v1/login HTTP/1.1\r\nhost: node\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"user",
+    )
+    .await
+    .unwrap();
+    slow.flush().await.unwrap();
+    let t = std::time::Instant::now();
+    // Meanwhile the administrator logs in at once.
+    token(&n, ME, "secret").await;
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), slow.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(t.elapsed() >= Duration::from_secs(9), "{:?}", t.elapsed());
+}

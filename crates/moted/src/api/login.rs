@@ -34,7 +34,7 @@ pub async fn login(
     Extension(caller): Extension<Caller>,
     JsonBody(req): JsonBody<LoginRequest, MAX_LOGIN_BYTES>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let ip = caller.addr.ip();
+    let ip = crate::auth::throttle::source_of(caller.addr.ip());
     // The user name as the throttle counts it: any unknown name is one.
     let user = if req.username == ADMIN_USER {
         ADMIN_USER

@@ -164,7 +164,10 @@ async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Res
         return resp;
     }
     let skipped = if user.is_none() {
-        match app.refusals.sample(addr.ip(), std::time::Instant::now()) {
+        match app.refusals.sample(
+            crate::auth::throttle::source_of(addr.ip()),
+            std::time::Instant::now(),
+        ) {
             Some(n) => n,
             None => return resp,
         }

@@ -30,6 +30,22 @@ use std::time::{Duration, Instant};
 /// Records kept per map before the oldest are dropped.
 pub const MAX_RECORDS: usize = 4096;
 
+/// The source a limit counts for an address: an IPv4 address itself (an
+/// IPv4-mapped IPv6 one as IPv4), an IPv6 address by its /64, since one
+/// host commonly holds a whole /64 and could rotate through it.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+        },
+    }
+}
+
 /// The delay after `failures` failed logins.
 pub fn delay(failures: u32, base: Duration, max: Duration) -> Duration {
     let shift = failures.saturating_sub(1).min(20);
@@ -193,6 +209,18 @@ mod tests {
         t.succeeded(ip(2), "admin");
         assert!(t.admit(ip(4), "admin", t0 + 150 * MS).is_ok());
         assert!(t.admit(ip(6), "admin", t0 + 150 * MS).is_ok());
+    }
+
+    #[test]
+    fn ipv6_sources_are_their_64_and_mapped_ones_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_of(a), source_of(b));
+        assert_ne!(source_of(a), source_of(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(source_of(mapped), ip(1));
+        assert_eq!(source_of(ip(1)), ip(1));
     }
 
     #[test]
