@@ -129,10 +129,10 @@ async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    let user = match (&token, credential(&app)) {
-        (Some(t), Ok(c)) => lock(&app.auth).ok().and_then(|mut a| a.check(t, c)),
-        _ => None,
-    };
+    let user = token.as_deref().and_then(|t| {
+        let c = credential(&app).ok()?;
+        lock(&app.auth).ok()?.check(t, c)
+    });
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let public = PUBLIC.contains(&path.as_str());

@@ -7,7 +7,7 @@
 //!   is under attack for `base × 2^(n−1)`, at most `max`. Meanwhile a source
 //!   with failures on record is refused, and a source with none (the
 //!   administrator at another address) still gets through, on a slower
-//!   global lane of one check per `lane` (as sshd's `MaxStartups` bounds
+//!   lane of one check per `lane` for that user (as sshd's `MaxStartups` bounds
 //!   unauthenticated work): a guesser spread over many addresses gets at
 //!   most one guess per `lane`, and the right password from a clean
 //!   address waits at most `lane`.
@@ -56,6 +56,9 @@ pub fn delay(failures: u32, base: Duration, max: Duration) -> Duration {
 struct Penalty {
     failures: u32,
     until: Instant,
+    /// For a user under attack: when its lane admits the next clean
+    /// source.
+    lane_next: Option<Instant>,
 }
 
 /// The throttle's state.
@@ -66,7 +69,6 @@ pub struct Throttle {
     lane: Duration,
     sources: HashMap<IpAddr, Penalty>,
     users: HashMap<String, Penalty>,
-    lane_next: Option<Instant>,
 }
 
 /// Forgets records whose lock ended long ago; past `MAX_RECORDS`, the ones
@@ -92,7 +94,6 @@ impl Throttle {
             lane,
             sources: HashMap::new(),
             users: HashMap::new(),
-            lane_next: None,
         }
     }
 
@@ -108,22 +109,23 @@ impl Throttle {
                 return Err(wait);
             }
         }
-        let Some(user_wait) = self
-            .users
-            .get(user)
-            .and_then(|p| p.until.checked_duration_since(now))
-            .filter(|w| !w.is_zero())
-        else {
+        let source_failed = self.sources.contains_key(&ip);
+        let lane = self.lane;
+        let Some(u) = self.users.get_mut(user) else {
             return Ok(());
         };
-        if self.sources.contains_key(&ip) {
+        let Some(user_wait) = u.until.checked_duration_since(now).filter(|w| !w.is_zero()) else {
+            return Ok(());
+        };
+        if source_failed {
             // A source that failed before waits out the user's lock.
             return Err(user_wait);
         }
-        match self.lane_next.and_then(|t| t.checked_duration_since(now)) {
+        // The user's own lane: guesses for another name do not take it.
+        match u.lane_next.and_then(|t| t.checked_duration_since(now)) {
             Some(wait) if !wait.is_zero() => Err(wait),
             _ => {
-                self.lane_next = Some(now + self.lane);
+                u.lane_next = Some(now + lane);
                 Ok(())
             }
         }
@@ -137,6 +139,7 @@ impl Throttle {
         let source = self.sources.entry(ip).or_insert(Penalty {
             failures: 0,
             until: now,
+            lane_next: None,
         });
         source.failures += 1;
         let lock = delay(source.failures, self.base, self.max);
@@ -144,6 +147,7 @@ impl Throttle {
         let u = self.users.entry(user.to_string()).or_insert(Penalty {
             failures: 0,
             until: now,
+            lane_next: None,
         });
         u.failures += 1;
         u.until = now + delay(u.failures, self.base, self.max);
@@ -209,6 +213,17 @@ mod tests {
         t.succeeded(ip(2), "admin");
         assert!(t.admit(ip(4), "admin", t0 + 150 * MS).is_ok());
         assert!(t.admit(ip(6), "admin", t0 + 150 * MS).is_ok());
+    }
+
+    #[test]
+    fn guesses_for_another_name_do_not_take_the_users_lane() {
+        let mut t = Throttle::new(1000 * MS, 10_000 * MS, 1000 * MS);
+        let now = Instant::now();
+        t.failed(ip(1), "admin", now);
+        t.failed(ip(2), "(unknown)", now);
+        assert!(t.admit(ip(3), "(unknown)", now).is_ok());
+        assert!(t.admit(ip(4), "(unknown)", now).is_err());
+        assert!(t.admit(ip(5), "admin", now).is_ok());
     }
 
     #[test]
