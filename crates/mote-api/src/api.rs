@@ -32,6 +32,12 @@ pub struct LoginRequest {
     pub username: String,
     /// The administrator password.
     pub password: String,
+    /// The device id an earlier login from this client was given
+    /// ([`LoginResponse::device`]): a login that carries a live one is not
+    /// held back by locks aimed at others at the same address (a guesser
+    /// behind the same NAT); three wrong passwords with it end it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Answer to `POST /v1/login`: send `Authorization: Bearer TOKEN`.
@@ -42,6 +48,11 @@ pub struct LoginResponse {
     pub token: String,
     /// When the token stops working.
     pub expires_at_ms: u64,
+    /// This client's device id (256 random bits, hex; 30 days): send it
+    /// with the next logins as [`LoginRequest::device`]. It proves the
+    /// client knew the password once; it is no token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Every error answer.

@@ -593,6 +593,13 @@ fn logout_ends_the_session_on_the_node_and_system_lists_sessions() {
     ok(cfg.path(), &["-n", "n1", "login"]);
     let token_file = cfg.path().join("tokens/n1.json");
     let cached: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    // The node's device id for this client is kept for the next login.
+    let device = cached["device"].as_str().unwrap().to_string();
+    assert_eq!(device.len(), 64);
+    ok(cfg.path(), &["-n", "n1", "login"]);
+    let again: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    assert_eq!(again["device"], device.as_str());
+    let cached = again;
     let token = cached["token"].as_str().unwrap().to_string();
     let out = ok(cfg.path(), &["-n", "n1", "system"]);
     assert!(out.contains("SESSION"), "{out}");

@@ -17,7 +17,8 @@
 //!
 //! Limits: HTTP/1.1 only; one administrator; tokens live in memory (a restart
 //! logs everyone out); a guesser behind the administrator's own address
-//! (one NAT) locks the administrator out while that address is locked.
+//! (one NAT) locks out clients that never logged in from there (a known
+//! client's device id gets through) while that address is locked.
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;

@@ -806,3 +806,62 @@ async fn the_audit_log_stays_under_its_cap_under_a_flood() {
     assert!(bytes <= 2 * (1 << 20) + 2048, "{bytes} bytes");
     assert!(!n.state().join("audit.jsonl.2").exists());
 }
+
+/// Defect 6: behind one address (QEMU's NAT makes every host client
+/// 10.0.2.2), a guessing client locks the address, but the administrator's
+/// client, which logged in before and kept its device id, still logs in at
+/// once; the guesser stays locked, a made-up device id does not help it,
+/// and three wrong passwords with a device id end it.
+#[tokio::test]
+async fn a_guesser_behind_the_same_address_does_not_lock_out_a_known_client() {
+    let n = node().await;
+    let nat = source(7);
+    let first = login(&n, nat, "secret").await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    let device = first.json()["device"].as_str().unwrap().to_string();
+    assert_eq!(device.len(), 64);
+    // The guesser, same address: a few guesses, then locked.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(login(&n, nat, &format!("guess{i}")).await.unwrap().status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let with = |password: &str, device: &str| {
+        let body = json!({"username": "admin", "password": password, "device": device}).to_string();
+        let to = n.addr();
+        async move {
+            call(
+                to,
+                nat,
+                "POST",
+                "/v1/login",
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // The administrator's client gets in at once, and keeps its id.
+    let t = std::time::Instant::now();
+    let a = with("secret", &device).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(a.json()["device"], device.as_str());
+    // The guesser is still locked, with or without a made-up id.
+    assert_eq!(login(&n, nat, "secret").await.unwrap().status, 429);
+    assert_eq!(with("secret", &"0".repeat(64)).await.status, 429);
+    // Three wrong passwords with the id end it.
+    for _ in 0..3 {
+        assert_eq!(with("wrong", &device).await.status, 401);
+    }
+    assert_eq!(with("secret", &device).await.status, 429);
+    // The real client keeps it across logins too.
+    let mut c = mote_api::client::Client::connect(&n.addr().to_string(), None)
+        .await
+        .unwrap();
+    c.login("admin", "secret").await.unwrap();
+    let kept = c.device().unwrap().to_string();
+    c.login("admin", "secret").await.unwrap();
+    assert_eq!(c.device(), Some(kept.as_str()));
+}

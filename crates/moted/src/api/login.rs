@@ -42,31 +42,50 @@ pub async fn login(
         "(unknown)"
     };
     let _turn = app.login_turn.lock().await;
-    lock(&app.auth)?
-        .throttle
-        .admit(ip, user, Instant::now())
-        .map_err(throttled)?;
     let hash = lock(&app.store)?
         .settings()
         .system
         .admin_password_hash
         .clone();
+    let credential = credential_of(&hash);
+    // A client that logged in before (its device id) is not held back by
+    // locks aimed at others at its address; it has its own three strikes.
+    let device = req.device.as_deref().filter(|d| {
+        user == ADMIN_USER && lock(&app.auth).is_ok_and(|mut a| a.device_known(d, credential))
+    });
+    if device.is_none() {
+        lock(&app.auth)?
+            .throttle
+            .admit(ip, user, Instant::now())
+            .map_err(throttled)?;
+    }
     let ok = user == ADMIN_USER
         && !hash.is_empty()
         && app.checks.verify(hash.clone(), req.password).await;
     let mut auth = lock(&app.auth)?;
     if !ok {
-        let d = auth.throttle.failed(ip, user, Instant::now());
-        tracing::warn!(%ip, lock_ms = d.as_millis() as u64, "failed login");
+        match device {
+            Some(d) => auth.device_failed(d),
+            None => {
+                let d = auth.throttle.failed(ip, user, Instant::now());
+                tracing::warn!(%ip, lock_ms = d.as_millis() as u64, "failed login");
+            }
+        }
         return Err(ApiError::Unauthorized("wrong user name or password".into()));
     }
-    auth.throttle.succeeded(ip, user);
+    if device.is_none() {
+        // (A device's success leaves the address's record alone: a guesser
+        // behind the same address stays locked.)
+        auth.throttle.succeeded(ip, user);
+    }
+    let device = auth.remember_device(device, credential);
     let (token, ttl) = auth
-        .issue(ip, ADMIN_USER, credential_of(&hash))
+        .issue(ip, ADMIN_USER, credential)
         .ok_or(ApiError::Unexpected("no random bytes for the token"))?;
     Ok(Json(LoginResponse {
         token,
         expires_at_ms: crate::now_ms() + ttl.as_millis() as u64,
+        device,
     }))
 }
 

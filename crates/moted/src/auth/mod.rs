@@ -26,6 +26,24 @@ pub use throttle::{delay, Throttle};
 /// Live sessions kept at most; past it, the oldest is dropped at login.
 pub const MAX_SESSIONS: usize = 256;
 
+/// Device ids kept at most; past it, the least recently used goes.
+pub const MAX_DEVICES: usize = 64;
+
+/// How long a device id lives without a login.
+pub const DEVICE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Wrong passwords with one device id before it is forgotten.
+pub const DEVICE_FAILURES: u32 = 3;
+
+/// A client that logged in once (OWASP's "device cookie"): known by a
+/// digest of its id, bound to the credential it proved.
+#[derive(Debug, Clone)]
+struct Device {
+    credential: u64,
+    failures: u32,
+    last: Instant,
+}
+
 /// One logged-in session.
 #[derive(Debug, Clone)]
 struct Session {
@@ -41,6 +59,7 @@ struct Session {
 pub struct Auth {
     ttl: Duration,
     tokens: HashMap<String, Session>,
+    devices: HashMap<String, Device>,
     rng: SystemRandom,
     /// Failed-login records.
     pub throttle: Throttle,
@@ -55,6 +74,11 @@ pub fn credential_of(phc: &str) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// How a device id is kept: its SHA-256, so the map holds no usable id.
+fn device_key(device: &str) -> String {
+    hex::encode(digest(&SHA256, device.as_bytes()).as_ref())
+}
+
 /// The public id of a token: 12 hex digits of its SHA-256.
 pub fn session_id(token: &str) -> String {
     hex::encode(&digest(&SHA256, token.as_bytes()).as_ref()[..6])
@@ -67,6 +91,7 @@ impl Auth {
         Self {
             ttl,
             tokens: HashMap::new(),
+            devices: HashMap::new(),
             rng: SystemRandom::new(),
             throttle: Throttle::new(base, max, lane),
         }
@@ -112,6 +137,58 @@ impl Auth {
             return None;
         }
         Some(s.user.clone())
+    }
+
+    /// Whether `device` is a live device id under `credential`.
+    pub fn device_known(&mut self, device: &str, credential: u64) -> bool {
+        let now = Instant::now();
+        self.devices
+            .retain(|_, d| now.duration_since(d.last) < DEVICE_TTL && d.credential == credential);
+        self.devices.contains_key(&device_key(device))
+    }
+
+    /// Counts a wrong password given with `device`; the third ends it.
+    pub fn device_failed(&mut self, device: &str) {
+        let key = device_key(device);
+        if let Some(d) = self.devices.get_mut(&key) {
+            d.failures += 1;
+            if d.failures >= DEVICE_FAILURES {
+                self.devices.remove(&key);
+            }
+        }
+    }
+
+    /// After a right password: `device` again if it is live (its failures
+    /// forgiven), else a new device id under `credential`.
+    pub fn remember_device(&mut self, device: Option<&str>, credential: u64) -> Option<String> {
+        let now = Instant::now();
+        if let Some(id) = device.filter(|d| self.device_known(d, credential)) {
+            if let Some(d) = self.devices.get_mut(&device_key(id)) {
+                d.failures = 0;
+                d.last = now;
+            }
+            return Some(id.to_string());
+        }
+        let mut bytes = [0u8; 32];
+        self.rng.fill(&mut bytes).ok()?;
+        let id = hex::encode(bytes);
+        while self.devices.len() >= MAX_DEVICES {
+            let oldest = self
+                .devices
+                .iter()
+                .min_by_key(|(_, d)| d.last)
+                .map(|(k, _)| k.clone())?;
+            self.devices.remove(&oldest);
+        }
+        self.devices.insert(
+            device_key(&id),
+            Device {
+                credential,
+                failures: 0,
+                last: now,
+            },
+        );
+        Some(id)
     }
 
     /// Ends the session of `token`; whether there was one.
@@ -179,6 +256,32 @@ mod tests {
         assert_eq!(a.check(&t2, credential_of("new")), None);
         assert_eq!(a.check(&t2, credential_of("old")), None);
         assert!(a.sessions(credential_of("old"), "").is_empty());
+    }
+
+    #[test]
+    fn device_ids_live_under_their_credential_and_die_of_three_failures() {
+        let mut a = Auth::new(
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        let d = a.remember_device(None, 7).unwrap();
+        assert!(a.device_known(&d, 7));
+        assert!(!a.device_known("other", 7));
+        assert_eq!(a.remember_device(Some(&d), 7).as_deref(), Some(d.as_str()));
+        a.device_failed(&d);
+        a.device_failed(&d);
+        assert!(a.device_known(&d, 7));
+        a.device_failed(&d);
+        assert!(!a.device_known(&d, 7));
+        let e = a.remember_device(None, 7).unwrap();
+        assert!(!a.device_known(&e, 8));
+        assert!(!a.device_known(&e, 7), "a new credential ended it");
+        for _ in 0..MAX_DEVICES + 5 {
+            a.remember_device(None, 9).unwrap();
+        }
+        assert_eq!(a.devices.len(), MAX_DEVICES);
     }
 
     #[test]

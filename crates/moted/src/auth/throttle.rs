@@ -20,7 +20,9 @@
 //! oldest go first.
 //!
 //! Limit: a guesser behind the same address as the administrator (one NAT)
-//! locks them out too, for as long as the source lock lasts.
+//! locks them out too, for as long as the source lock lasts, unless their
+//! client logged in before and sends its device id ([`super::Auth`]), which
+//! skips these locks.
 
 use std::collections::HashMap;
 use std::hash::Hash;
