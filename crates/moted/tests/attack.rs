@@ -865,3 +865,33 @@ async fn a_guesser_behind_the_same_address_does_not_lock_out_a_known_client() {
     c.login("admin", "secret").await.unwrap();
     assert_eq!(c.device(), Some(kept.as_str()));
 }
+
+/// Defect 1: a guesser that hangs up before the answer still has its guess
+/// counted (the failure is recorded before the password is checked), so
+/// hanging up cannot buy unlimited guesses.
+#[tokio::test]
+async fn a_guess_abandoned_before_its_answer_still_counts() {
+    use tokio::io::AsyncWriteExt;
+    // The node's real parameters: a check takes long enough to hang up in.
+    let n = start(
+        mote_config::password::hash("secret").unwrap(),
+        THROTTLE,
+        moted::Limits::default(),
+    )
+    .await;
+    let from = source(9);
+    let body = json!({"username": "admin", "password": "guess"}).to_string();
+    let req = format!(
+        "POST /v1/login HTTP/1.1\r\nhost: node\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tls(n.addr(), from).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Even the right password is refused: the guess was counted.
+    let a = login(&n, from, "secret").await.unwrap();
+    assert_eq!(a.status, 429, "{}", a.text());
+}

@@ -2,9 +2,11 @@
 //!
 //! A login is admitted by the throttle ([`crate::auth::throttle`]: by
 //! source, by user, and a slower lane for clean sources), then its password
-//! is checked in the bounded pool ([`crate::auth::password`]); admission,
-//! check and the failure's record happen in one turn, one login at a time,
-//! so parallel guesses are counted before the next is admitted. A user name
+//! is checked in the bounded pool ([`crate::auth::password`]), one login at
+//! a time. An admitted guess is recorded as a failure before its password
+//! is checked (a success takes it back), so parallel guesses are counted
+//! before the next is admitted, and hanging up before the answer does not
+//! take a guess back. A user name
 //! other than [`ADMIN_USER`] costs no check and counts as a failure.
 
 use std::time::Instant;
@@ -53,24 +55,27 @@ pub async fn login(
     let device = req.device.as_deref().filter(|d| {
         user == ADMIN_USER && lock(&app.auth).is_ok_and(|mut a| a.device_known(d, credential))
     });
-    if device.is_none() {
-        lock(&app.auth)?
-            .throttle
-            .admit(ip, user, Instant::now())
-            .map_err(throttled)?;
+    {
+        // Admitted, the guess counts as a failure before the password is
+        // checked: a client that hangs up before the answer (and so drops
+        // this future) has spent its guess all the same.
+        let mut auth = lock(&app.auth)?;
+        match device {
+            Some(d) => auth.device_failed(d),
+            None => {
+                auth.throttle
+                    .admit(ip, user, Instant::now())
+                    .map_err(throttled)?;
+                auth.throttle.failed(ip, user, Instant::now());
+            }
+        }
     }
     let ok = user == ADMIN_USER
         && !hash.is_empty()
         && app.checks.verify(hash.clone(), req.password).await;
     let mut auth = lock(&app.auth)?;
     if !ok {
-        match device {
-            Some(d) => auth.device_failed(d),
-            None => {
-                let d = auth.throttle.failed(ip, user, Instant::now());
-                tracing::warn!(%ip, lock_ms = d.as_millis() as u64, "failed login");
-            }
-        }
+        tracing::warn!(%ip, "failed login");
         return Err(ApiError::Unauthorized("wrong user name or password".into()));
     }
     if device.is_none() {

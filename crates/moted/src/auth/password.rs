@@ -53,13 +53,21 @@ impl Checks {
     /// Whether `password` matches the argon2id PHC string `phc`, checked
     /// when a place in the pool is free. `false` for anything that is not
     /// a match, a malformed hash among them.
+    ///
+    /// The place is held by the check itself, not by this future: a caller
+    /// that goes away (a client hanging up) does not free it before the
+    /// check and its memory are done.
     pub async fn verify(&self, phc: String, password: String) -> bool {
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
             return false;
         };
-        tokio::task::spawn_blocking(move || verify(&phc, &password))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            let ok = verify(&phc, &password);
+            drop(permit);
+            ok
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 
