@@ -7,8 +7,9 @@
 //! - What a line says is cut at [`MAX_WHAT`] characters (a 16 KB path is
 //!   not written whole).
 //! - Refusals of unauthenticated callers are sampled ([`Sampler`]): the
-//!   first from a source in each window is written, with how many were
-//!   refused since the previous written one; the rest are only counted.
+//!   first from a source in each window is written, at most
+//!   [`MAX_PER_WINDOW`] in all, with how many were refused and not written
+//!   before it; the rest are only counted.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -130,10 +131,18 @@ impl AuditLog {
 /// Sources a sampler keeps apart; past it, the rest share one record.
 pub const MAX_SOURCES: usize = 1024;
 
-/// Samples refusals by source: one written per source per window.
+/// Refusals written per window from all sources together; past it, they
+/// are counted only (a botnet of many addresses writes no more).
+pub const MAX_PER_WINDOW: u64 = 60;
+
+/// Samples refusals by source: one written per source per window, and at
+/// most [`MAX_PER_WINDOW`] in all.
 pub struct Sampler {
     window: Duration,
     sources: Mutex<HashMap<Option<IpAddr>, (Instant, u64)>>,
+    /// This window's start, lines written in it, and refusals not written
+    /// for the cap (told in the next line written).
+    all: Mutex<(Instant, u64, u64)>,
 }
 
 impl Sampler {
@@ -142,12 +151,31 @@ impl Sampler {
         Self {
             window,
             sources: Mutex::new(HashMap::new()),
+            all: Mutex::new((Instant::now(), 0, 0)),
         }
     }
 
     /// Whether to write a refusal from `ip` now: `Some(n)` with the number
     /// refused and not written before it, or `None` (counted only).
     pub fn sample(&self, ip: IpAddr, now: Instant) -> Option<u64> {
+        let skipped = self.by_source(ip, now)?;
+        let Ok(mut all) = self.all.lock() else {
+            return Some(skipped);
+        };
+        let (start, written, over) = &mut *all;
+        if now.duration_since(*start) >= self.window {
+            *start = now;
+            *written = 0;
+        }
+        if *written >= MAX_PER_WINDOW {
+            *over += 1 + skipped;
+            return None;
+        }
+        *written += 1;
+        Some(skipped + std::mem::take(over))
+    }
+
+    fn by_source(&self, ip: IpAddr, now: Instant) -> Option<u64> {
         let Ok(mut m) = self.sources.lock() else {
             return Some(0);
         };
@@ -233,5 +261,18 @@ mod tests {
         assert_eq!(s.sample(a, now), None);
         assert_eq!(s.sample(b, now), Some(0));
         assert_eq!(s.sample(a, now + Duration::from_secs(61)), Some(2));
+    }
+
+    #[test]
+    fn many_sources_write_at_most_the_cap_per_window() {
+        let s = Sampler::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let written = (0..1000u32)
+            .filter(|i| s.sample(IpAddr::from(i.to_be_bytes()), now).is_some())
+            .count();
+        assert_eq!(written as u64, MAX_PER_WINDOW);
+        // The next window's first line tells how many were left out.
+        let later = now + Duration::from_secs(61);
+        assert_eq!(s.sample(IpAddr::from([9, 9, 9, 9]), later), Some(940));
     }
 }

@@ -185,7 +185,7 @@ async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Res
     let mut result = format!("{} {msg}", status.as_u16());
     if skipped > 0 {
         result.push_str(&format!(
-            " (and {skipped} refusals from this source not written before this one)"
+            " (and {skipped} refusals not written before this one)"
         ));
     }
     app.record(&caller, what, result).await;
