@@ -9,6 +9,13 @@
 //! password revokes every older token. Sessions are listed
 //! (`GET /v1/sessions`) by a short id (a digest of the token), never the
 //! token. They live in memory: a restart of moted logs everyone out.
+//!
+//! A successful login also gives the client a device id (OWASP's "device
+//! cookie"): a later login that sends it skips the throttle's address and
+//! user locks, so a guesser behind the same address cannot lock out a
+//! client that proved the password before. An id lives 30 days, is bound
+//! to the credential, and ends after three wrong passwords; only digests
+//! of ids are kept, at most [`MAX_DEVICES`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
