@@ -23,6 +23,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,6 +153,39 @@ pub struct Running {
     pub app: Arc<app::App>,
     /// The accept loop.
     pub task: tokio::task::JoinHandle<()>,
+    /// Requests being answered now (until their answer's head is ready).
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+impl Running {
+    /// Stops accepting and waits, at most `max`, for the requests being
+    /// answered to be answered (a `power reboot` whose answer PID 1's
+    /// SIGTERM would otherwise cut off), plus a moment for the bytes to
+    /// leave.
+    pub async fn drain(&self, max: Duration) {
+        self.task.abort();
+        let end = tokio::time::Instant::now() + max;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One request being answered, counted in [`Running::in_flight`].
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn image_settings(path: &PathBuf) -> Result<NodeSettings, StartError> {
@@ -239,12 +273,14 @@ pub async fn start_with(
     })?;
     let router = api::router(app.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
-    let task = tokio::spawn(serve(listener, acceptor, router, limits));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn(serve(listener, acceptor, router, limits, in_flight.clone()));
     Ok(Running {
         addr,
         fingerprint: identity.fingerprint,
         app,
         task,
+        in_flight,
     })
 }
 
@@ -313,6 +349,7 @@ async fn serve(
     acceptor: tokio_rustls::TlsAcceptor,
     router: axum::Router,
     limits: Limits,
+    in_flight: Arc<AtomicUsize>,
 ) {
     let open = Arc::new(Mutex::new(Open::default()));
     let mut refused_at: Option<std::time::Instant> = None;
@@ -337,6 +374,7 @@ async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let limits = limits.clone();
+        let in_flight = in_flight.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let Ok(Ok(tls)) =
@@ -347,7 +385,13 @@ async fn serve(
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(api::Peer(peer));
-                    router.clone().call(req)
+                    let counted = InFlight::enter(&in_flight);
+                    let answer = router.clone().call(req);
+                    async move {
+                        let r = answer.await;
+                        drop(counted);
+                        r
+                    }
                 },
             );
             let mut builder =

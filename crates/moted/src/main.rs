@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let init = Arc::new(moted::ControlSocket::new(args.control));
-        let running = moted::start_with(
+        let mut running = moted::start_with(
             config,
             moted::Limits {
                 history_depth: args.history_depth,
@@ -87,7 +87,17 @@ fn main() -> anyhow::Result<()> {
         }
         println!("moted listening on {}", running.addr);
         println!("fingerprint {}", running.fingerprint);
-        running.task.await.context("the accept loop ended")
+        // PID 1 stops moted with SIGTERM (a reboot, a power-off, a restart):
+        // answer what is being answered first, at most 2 s.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot catch SIGTERM")?;
+        tokio::select! {
+            r = &mut running.task => r.context("the accept loop ended"),
+            _ = term.recv() => {
+                running.drain(Duration::from_secs(2)).await;
+                Ok(())
+            }
+        }
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
 }

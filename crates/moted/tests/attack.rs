@@ -895,3 +895,31 @@ async fn a_guess_abandoned_before_its_answer_still_counts() {
     let a = login(&n, from, "secret").await.unwrap();
     assert_eq!(a.status, 429, "{}", a.text());
 }
+
+/// Defect 7: PID 1 stops moted with SIGTERM (a reboot, a restart): the
+/// request being answered (as `power reboot`'s is) still gets its answer,
+/// and moted then ends within its 2 s grace.
+#[tokio::test]
+async fn sigterm_lets_the_answer_being_made_go_out() {
+    let mut p = spawn_moted(&mote_config::password::hash("secret").unwrap());
+    let to = p.addr();
+    // A login takes a while (argon2, m=19456, t=2, a debug build).
+    let pending = tokio::spawn(async move { login_to(to, ME, "secret").await });
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let pid = p.child.id() as i32;
+    // SAFETY: a signal to the moted process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let t = std::time::Instant::now();
+    let a = pending.await.unwrap().unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(4), "moted still runs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    // It no longer takes connections.
+    assert!(login_to(to, ME, "secret").await.is_err());
+}
