@@ -47,9 +47,10 @@ async fn a_burst_of_100_parallel_wrong_logins_is_counted_and_leaves_no_memory_be
         let dropped = statuses.iter().filter(|s| **s == 0).count();
         assert_eq!(checked + refused + dropped, 100, "burst {k}: {statuses:?}");
         assert!(dropped <= 100 - 32, "burst {k}: {statuses:?}");
-        // Each check fails after ~0.3 s (a debug build) and locks the
-        // source for 0.25 s, doubling: a handful at most.
-        assert!(checked <= 4, "burst {k}: {checked} checked: {statuses:?}");
+        // The first guess locks the source (0.25 s from the end of its
+        // check, doubling); only guesses that arrive after a lock ends are
+        // checked: a handful, however the 100 spread out on a loaded host.
+        assert!(checked <= 6, "burst {k}: {checked} checked: {statuses:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
         afters.push(p.rss_kib());
     }
@@ -127,10 +128,16 @@ async fn guesses_from_many_sources_share_a_slow_lane_and_the_admin_still_gets_in
         let n = &n;
         async move { login(n, source(100 + i), "wrong").await.unwrap().status }
     });
+    let began = Instant::now();
     let statuses = futures_util::future::join_all(burst).await;
+    let took = began.elapsed().as_secs() as usize;
     let checked = statuses.iter().filter(|s| **s == 401).count();
     assert_eq!(checked + statuses.iter().filter(|s| **s == 429).count(), 50);
-    assert!(checked <= 3, "{checked} of 50 checked: {statuses:?}");
+    // The first, then one a second on the lane.
+    assert!(
+        checked <= 2 + took,
+        "{checked} of 50 checked in {took} s: {statuses:?}"
+    );
     // The administrator at a clean address: at most one lane interval.
     let t = Instant::now();
     admin_gets_in(n.addr(), source(1)).await;

@@ -75,6 +75,9 @@ pub async fn login(
         && app.checks.verify(hash.clone(), req.password).await;
     let mut auth = lock(&app.auth)?;
     if !ok {
+        if device.is_none() {
+            auth.throttle.confirm(ip, user, Instant::now());
+        }
         tracing::warn!(%ip, "failed login");
         return Err(ApiError::Unauthorized("wrong user name or password".into()));
     }

@@ -156,6 +156,20 @@ impl Throttle {
         lock
     }
 
+    /// A failure recorded at admission ([`Throttle::failed`]) proved a
+    /// failure once its check ended: its locks start again from `now`, so
+    /// a check that outlasts the lock does not let the next guess in as it
+    /// ends.
+    pub fn confirm(&mut self, ip: IpAddr, user: &str, now: Instant) {
+        let (base, max) = (self.base, self.max);
+        for p in [self.sources.get_mut(&ip), self.users.get_mut(user)]
+            .into_iter()
+            .flatten()
+        {
+            p.until = p.until.max(now + delay(p.failures, base, max));
+        }
+    }
+
     /// Clears the records of `ip` and `user` after a success.
     pub fn succeeded(&mut self, ip: IpAddr, user: &str) {
         self.sources.remove(&ip);
@@ -215,6 +229,18 @@ mod tests {
         t.succeeded(ip(2), "admin");
         assert!(t.admit(ip(4), "admin", t0 + 150 * MS).is_ok());
         assert!(t.admit(ip(6), "admin", t0 + 150 * MS).is_ok());
+    }
+
+    #[test]
+    fn a_confirmed_failure_locks_from_the_end_of_its_check() {
+        let mut t = Throttle::new(100 * MS, 10_000 * MS, 1000 * MS);
+        let now = Instant::now();
+        t.failed(ip(1), "admin", now);
+        // The check took longer than the lock.
+        let end = now + 300 * MS;
+        assert!(t.admit(ip(1), "admin", end).is_ok());
+        t.confirm(ip(1), "admin", end);
+        assert!(t.admit(ip(1), "admin", end + 50 * MS).is_err());
     }
 
     #[test]
