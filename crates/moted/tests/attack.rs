@@ -901,17 +901,39 @@ async fn a_guess_abandoned_before_its_answer_still_counts() {
 /// and moted then ends within its 2 s grace.
 #[tokio::test]
 async fn sigterm_lets_the_answer_being_made_go_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut p = spawn_moted(&mote_config::password::hash("secret").unwrap());
     let to = p.addr();
-    // A login takes a while (argon2, m=19456, t=2, a debug build).
-    let pending = tokio::spawn(async move { login_to(to, ME, "secret").await });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    // One connection, already answering: a first request and its answer.
+    let mut s = tls(to, ME).await.unwrap();
+    s.write_all(b"GET /v1/system HTTP/1.1\r\nhost: node\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 401"));
+    // A login whose body is still coming when SIGTERM arrives: moted is
+    // answering it.
+    let body = json!({"username": "admin", "password": "secret"}).to_string();
+    let head = format!(
+        "POST /v1/login HTTP/1.1\r\nhost: node\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body.as_bytes()[..5]).await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let pid = p.child.id() as i32;
     // SAFETY: a signal to the moted process this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let t = std::time::Instant::now();
-    let a = pending.await.unwrap().unwrap();
-    assert_eq!(a.status, 200, "{}", a.text());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(&body.as_bytes()[5..]).await.unwrap();
+    s.flush().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     let status = loop {
         if let Some(s) = p.child.try_wait().unwrap() {
             break s;
