@@ -226,7 +226,10 @@ pub struct FirewallRule {
     /// printable characters.
     #[cfg_attr(
         feature = "schema",
-        schemars(length(min = 1, max = 64), regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"))
+        schemars(
+            length(min = 1, max = 64),
+            regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")
+        )
     )]
     pub name: String,
     /// Destination port.
