@@ -572,7 +572,7 @@ fn operation(method: &str, path: &str, op: Op, public: bool) -> Value {
     }
     if method == "POST" && path == "/v1/login" {
         responses["429"] = json!({
-            "description": "Too many failed logins from this address: wait and retry",
+            "description": "Too many failed logins from this address, or the user is under attack and its lane for addresses without failures is busy: wait `Retry-After` seconds and retry (a client that logged in before and sends its `device` is not held back)",
             "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
             "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
         });
