@@ -80,10 +80,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Versions the history keeps by default; older ones are deleted as new
+/// ones are stored ([`Store::set_history_depth`]).
+pub const HISTORY_DEPTH: usize = 100;
+
 /// The store, as moted holds it: the version in force and the files.
 pub struct Store {
     dir: PathBuf,
     current: Stored,
+    depth: usize,
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -210,6 +215,7 @@ impl Store {
                 let store = Self {
                     dir: dir.to_path_buf(),
                     current: first,
+                    depth: HISTORY_DEPTH,
                 };
                 store.write(&store.current)?;
                 return Ok((store, problems));
@@ -219,6 +225,7 @@ impl Store {
             Self {
                 dir: dir.to_path_buf(),
                 current,
+                depth: HISTORY_DEPTH,
             },
             problems,
         ))
@@ -270,6 +277,32 @@ impl Store {
         }
     }
 
+    /// The settings in force, without a copy.
+    pub fn settings(&self) -> &NodeSettings {
+        &self.current.settings
+    }
+
+    /// Keeps at most `depth` versions (at least 1) in the history from the
+    /// next [`Store::save`] on.
+    pub fn set_history_depth(&mut self, depth: usize) {
+        self.depth = depth.max(1);
+    }
+
+    /// Deletes the oldest history files beyond the depth (never the
+    /// version in force). Best effort: a file that cannot be deleted now
+    /// is deleted by a later save.
+    fn prune(&self) {
+        let Ok(versions) = self.versions() else {
+            return;
+        };
+        let excess = versions.len().saturating_sub(self.depth);
+        for v in versions.into_iter().take(excess) {
+            if v != self.current.entry.version {
+                let _ = fs::remove_file(self.history_path(v));
+            }
+        }
+    }
+
     /// The version the next [`Store::save`] will write.
     pub fn next_version(&self) -> Result<u64, StoreError> {
         Ok(self
@@ -300,6 +333,7 @@ impl Store {
         };
         self.write(&s)?;
         self.current = s;
+        self.prune();
         Ok(self.current())
     }
 
@@ -320,6 +354,23 @@ mod tests {
         let mut s = NodeSettings::default();
         s.system.hostname = host.into();
         s
+    }
+
+    #[test]
+    fn the_history_keeps_its_depth_and_numbers_go_on() {
+        let d = tempfile::tempdir().unwrap();
+        let mut st = Store::open(d.path(), || settings("a")).unwrap().0;
+        st.set_history_depth(3);
+        for i in 0..10 {
+            st.save(settings(&format!("h{i}")), "admin", "test")
+                .unwrap();
+        }
+        assert_eq!(st.versions().unwrap(), vec![9, 10, 11]);
+        assert_eq!(st.current().version, 11);
+        let st = Store::open(d.path(), || settings("x")).unwrap().0;
+        assert_eq!(st.current().version, 11);
+        assert_eq!(st.next_version().unwrap(), 12);
+        assert!(matches!(st.load(2), Err(StoreError::NoVersion(2))));
     }
 
     #[test]

@@ -222,7 +222,15 @@ pub enum Policy {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FirewallRule {
-    /// Unique name, used to enable, disable or remove the rule.
+    /// Unique name, used to enable, disable or remove the rule: 1–64
+    /// printable characters.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1, max = 64),
+            regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")
+        )
+    )]
     pub name: String,
     /// Destination port.
     pub port: u16,
