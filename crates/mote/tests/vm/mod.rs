@@ -168,11 +168,8 @@ pub fn power_cut(booted: Booted) {
         .unwrap_or_else(|| panic!("no QEMU pid in the ready report: {}", booted.ready));
     // SAFETY: kill takes no pointers; the pid is the node's QEMU, which
     // `mote run` (our child) has not reaped yet, so it cannot be reused.
-    assert_eq!(
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) },
-        0,
-        "kill QEMU {pid}"
-    );
+    let killed = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(killed, 0, "kill QEMU {pid}");
     let mut child = booted
         .child
         .take()
