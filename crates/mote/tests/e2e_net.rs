@@ -131,6 +131,56 @@ fn hello_on_a_bridge_answers_only_on_its_declared_ports() {
 }
 
 #[test]
+fn hello_on_the_callers_tap_keeps_its_lease_across_boots() {
+    if !prerequisites(&HELLO_BINS) {
+        return;
+    }
+    net_prerequisites();
+    let state = tempfile::tempdir().expect("temp dir");
+    let image = build_image(state.path(), "examples/hello.toml");
+    let name = "e2e-net-tap";
+
+    // The caller's tap, on the bridge; no reservation: dnsmasq picks.
+    let mut segment = Segment::new();
+    segment.tap("tap0");
+    segment.dhcp(&[]);
+    let mut leases = Vec::new();
+    for boot in 1..=2 {
+        let mut run = segment.mote(state.path());
+        run.args(["run", "--json", "--accel", "tcg", "--name", name])
+            .args(["--net", "tap=tap0"])
+            .arg(&image);
+        let node = boot_with(run, state.path(), name);
+        assert_eq!(node.ready["tap"], "tap0", "{}", node.ready);
+        assert_eq!(node.ready["mac"], mote_vm::mac_address(name).as_str());
+        let addr = node.ready["addresses"][0]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!(
+                    "boot {boot}: no address: {}\n{}",
+                    node.ready,
+                    segment.dhcp_log()
+                )
+            })
+            .to_owned();
+        let body = wait_for(
+            "hello to answer on the tap",
+            Duration::from_secs(20),
+            || segment.get(&addr, 8080, "/").ok(),
+        );
+        assert_eq!(body, "hello from hello");
+        stop(state.path(), name, node);
+        // The caller's tap is the caller's: it stays.
+        assert!(segment.has_link("tap0"), "mote removed the caller's tap");
+        leases.push(addr);
+    }
+    assert_eq!(
+        leases[0], leases[1],
+        "the node's MAC, and so its lease, changed between boots"
+    );
+}
+
+#[test]
 fn nmap_grepable_lines_parse() {
     let text = "# Nmap 7.93 scan\nHost: 10.77.0.10 ()\tStatus: Up\n\
         Host: 10.77.0.10 ()\tPorts: 5986/open/tcp//wsmans///, 8080/open/tcp//http-proxy///\tIgnored State: filtered (65533)\n";

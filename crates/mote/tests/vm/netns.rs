@@ -108,6 +108,14 @@ impl Segment {
         segment
     }
 
+    /// A tap named `name` on the bridge, up, as a caller of
+    /// `mote run --net tap=NAME` makes it.
+    pub fn tap(&self, name: &str) {
+        let ns = self.ns.as_str();
+        ip(&["-n", ns, "tuntap", "add", "dev", name, "mode", "tap"]);
+        ip(&["-n", ns, "link", "set", "dev", name, "master", BRIDGE, "up"]);
+    }
+
     /// `PROGRAM` run inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("ip");
