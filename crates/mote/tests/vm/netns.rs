@@ -174,6 +174,24 @@ impl Segment {
         assert!(!said.contains("failed"), "dnsmasq did not start:\n{said}");
     }
 
+    /// The address dnsmasq leased to `mac`, once it has. PID 1 waits only
+    /// 3 s for a lease before its ready line, so under load the ready line
+    /// can come first: ask here rather than there.
+    pub fn lease(&self, mac: &str, patience: Duration) -> String {
+        let leases = self.dir.path().join("leases");
+        let what = format!("a DHCP lease for {mac}");
+        wait_for(&what, patience, || {
+            // "EXPIRY MAC ADDRESS HOSTNAME CLIENT-ID" per line.
+            std::fs::read_to_string(&leases)
+                .ok()?
+                .lines()
+                .find_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.get(1) == Some(&mac)).then(|| f.get(2).map(|a| a.to_string()))?
+                })
+        })
+    }
+
     /// What dnsmasq said, for a failing test's message.
     pub fn dhcp_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dnsmasq.log")).unwrap_or_default()
