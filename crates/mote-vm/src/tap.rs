@@ -103,7 +103,7 @@ pub(crate) fn resolve(mode: &NetMode, node: &str) -> Result<Backend, VmError> {
                 }
                 // No privilege to make a tap: QEMU's setuid helper may.
                 Err(VmError::TapCreate { source, .. })
-                    if source.raw_os_error() == Some(libc::EPERM) =>
+                    if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES)) =>
                 {
                     Ok(Backend::Helper {
                         bridge: bridge.clone(),
