@@ -55,6 +55,14 @@ pub enum StoreError {
     NoVersion(u64),
 }
 
+impl StoreError {
+    /// Did it fail because the state disk is full?
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull
+            || source.raw_os_error() == Some(28 /* ENOSPC */))
+    }
+}
+
 /// One stored version (a history file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stored {
@@ -91,11 +99,19 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{}.tmp", name.unwrap_or_default()));
-    let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(data).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io("rename", path))?;
+    let written = fs::File::create(&tmp)
+        .map_err(io("create", &tmp))
+        .and_then(|mut f| {
+            f.write_all(data).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))
+        })
+        .and_then(|()| fs::rename(&tmp, path).map_err(io("rename", path)));
+    if let Err(e) = written {
+        // A half-written temporary file would only take the room a full
+        // disk lacks; it is never read.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("fsync", dir))?;
@@ -234,8 +250,16 @@ impl Store {
             path: self.history_path(s.entry.version),
             source,
         })?;
-        write_atomic(&self.history_path(s.entry.version), &data)?;
-        write_atomic(&self.dir.join("current.json"), &data)
+        let history = self.history_path(s.entry.version);
+        write_atomic(&history, &data)?;
+        if let Err(e) = write_atomic(&self.dir.join("current.json"), &data) {
+            // Not committed after all (the caller says so and rolls back):
+            // take the history file back too, or the next boot, which runs
+            // the newest version, would run it.
+            let _ = fs::remove_file(&history);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The settings in force.

@@ -11,6 +11,16 @@ use crate::core::web_check::WebCheckError;
 use crate::init::InitError;
 use mote_api::store::StoreError;
 
+/// A store error with its cause (`write PATH: No space left on device`):
+/// the answer is all a remote user sees.
+fn with_cause(e: &StoreError) -> String {
+    use std::error::Error;
+    match e.source() {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -66,8 +76,8 @@ pub enum ApiError {
     /// PID 1 answered out of protocol.
     #[error("PID 1 gave an unexpected answer to {0}")]
     Unexpected(&'static str),
-    /// The settings store failed.
-    #[error("settings store: {0}")]
+    /// The settings store failed (507 when the state disk is full).
+    #[error("settings store: {}; nothing was changed", with_cause(.0))]
     Store(#[from] StoreError),
     /// Body too large.
     #[error("the body is larger than {limit} bytes")]
@@ -111,7 +121,13 @@ impl ApiError {
             } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Init(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(e) => {
+                if e.is_disk_full() {
+                    StatusCode::INSUFFICIENT_STORAGE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND,

@@ -194,6 +194,21 @@ pub fn power_cut(booted: Booted) {
     });
 }
 
+/// `mote -n NAME ARGS… --json`, parsed; `None` when it fails (the node or
+/// its agent is down).
+pub fn try_remote(state: &Path, name: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let out = mote(state)
+        .args(["-n", name])
+        .args(args)
+        .arg("--json")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
 /// `mote -n NAME ARGS… --json`, parsed.
 pub fn remote(state: &Path, name: &str, args: &[&str]) -> serde_json::Value {
     let out = mote(state)
