@@ -376,6 +376,15 @@ fn check_services(services: &BTreeMap<String, Service>, out: &mut Problems) {
                 ));
             }
         }
+        if let Some(n) = service.open_files {
+            if !(64..=crate::MAX_OPEN_FILES).contains(&n) {
+                out.push(Invalid::new(
+                    join(&path, "open_files"),
+                    n.to_string(),
+                    "64 to 1048576 open files",
+                ));
+            }
+        }
         if !(1..=300).contains(&service.stop_timeout_secs) {
             out.push(Invalid::new(
                 join(&path, "stop_timeout_secs"),
@@ -534,6 +543,7 @@ mod tests {
                 }],
                 stop_timeout_secs: 5,
                 capabilities: Vec::new(),
+                open_files: None,
             },
         );
         assert_eq!(paths(&node), ["management.port"]);
