@@ -27,6 +27,7 @@ pub const TEST: [Need; 14] = [
     ("ip", "iproute2"),
     ("nft", "nftables"),
     ("dnsmasq", "dnsmasq-base"),
+    ("nmap", "nmap"),
     ("cpio", "cpio"),
     ("busybox", "busybox"),
     ("nginx", "nginx-light"),

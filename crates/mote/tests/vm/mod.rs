@@ -14,13 +14,22 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+pub mod netns;
+pub mod scan;
+
 pub fn mote(state: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mote"));
+    with_mote_env(&mut cmd, state);
+    cmd
+}
+
+/// The private state and config directories, the demo password, and the
+/// workspace as the working directory.
+pub fn with_mote_env(cmd: &mut Command, state: &Path) {
     cmd.env("MOTE_STATE_DIR", state)
         .env("MOTE_CONFIG_DIR", state.join("config"))
         .env("MOTE_PASSWORD", "mote-demo")
         .current_dir(root());
-    cmd
 }
 
 pub fn free_port() -> u16 {
@@ -112,6 +121,12 @@ pub fn boot(state: &Path, image: &Path, name: &str, forwards: &[(u16, u16)]) -> 
     for (host, guest) in forwards {
         cmd.args(["--forward", &format!("{host}:{guest}")]);
     }
+    boot_with(cmd, state, name)
+}
+
+/// Boot with a `mote run --json …` command the caller made (e.g. inside a
+/// network namespace).
+pub fn boot_with(mut cmd: Command, state: &Path, name: &str) -> Booted {
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("mote run starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
