@@ -14,6 +14,7 @@
 //! accepting on removed ones. Open connections keep running; each request
 //! reads the settings current when it arrives.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::body::Body;
 use crate::config::{Scheme, WebSettings};
+use crate::host;
 use crate::log::Entry;
 use crate::metrics;
 use crate::site::{self, Compiled, Site, SiteError, AUTH_CACHE};
@@ -318,12 +320,15 @@ fn plain(status: StatusCode) -> Response<Body> {
 
 async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response<Tracked> {
     let start = Instant::now();
+    let Ok(host) = host::of(req.version(), req.uri(), req.headers()) else {
+        let mut r = plain(StatusCode::BAD_REQUEST);
+        if req.version() != hyper::Version::HTTP_2 {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return r.map(|body| Tracked { body, done: None });
+    };
     let cfg = shared.current();
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host());
     let Some(site) = cfg.route(&conn.listener, host).cloned() else {
         return plain(StatusCode::NOT_FOUND).map(|body| Tracked { body, done: None });
     };
@@ -472,11 +477,10 @@ async fn pipeline(
     };
     let query = parts.uri.query();
     if let (false, Some(port)) = (conn.https, site.https_redirect) {
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.host())
+        // Checked by `handle` already.
+        let host = host::of(parts.version, &parts.uri, &parts.headers)
+            .ok()
+            .flatten()
             .unwrap_or("localhost");
         let name = if host.starts_with('[') {
             host.find(']').map_or(host, |e| &host[..=e])
@@ -497,21 +501,7 @@ async fn pipeline(
     }
     for r in &site.redirects {
         if under(&path, &r.from) {
-            let mut loc = r.to.clone();
-            if r.keep_path {
-                let rest = &parts.uri.path()[r.from.len().min(parts.uri.path().len())..];
-                if loc.ends_with('/') && rest.starts_with('/') {
-                    loc.push_str(&rest[1..]);
-                } else {
-                    loc.push_str(rest);
-                }
-                if let Some(q) = query {
-                    loc.push('?');
-                    loc.push_str(q);
-                }
-            }
-            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
-            return (static_files::redirect(status, &loc), 0, None);
+            return (redirect_rule(r, &path, query), 0, None);
         }
     }
     let mut user = None;
@@ -543,9 +533,22 @@ async fn pipeline(
         .filter(|a| under(&path, &a.config.path))
         .max_by_key(|a| a.config.path.len())
     {
+        // The app sees the path the rules matched, however it was spelled.
+        let target = match &path {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(p) => {
+                let mut t = crate::path::encode(p).into_owned();
+                if let Some(q) = query {
+                    t.push('?');
+                    t.push_str(q);
+                }
+                hyper::Uri::try_from(t).ok()
+            }
+        };
+        drop(path);
         let req = Request::from_parts(parts, body);
         let max_body = site.filter.max_body();
-        let proxied = Box::pin(app.proxy(req, conn.peer.ip(), conn.https, max_body));
+        let proxied = Box::pin(app.proxy(req, target, conn.peer.ip(), conn.https, max_body));
         return (proxied.await, 0, user);
     }
     drop(body);
@@ -559,6 +562,31 @@ async fn pipeline(
     ));
     let resp = served.await;
     (resp, 0, user)
+}
+
+/// The answer of redirect rule `r` to the canonical `path`. With
+/// `keep_path`, what follows `from` in the path (percent-encoded again) and
+/// the query are appended to `to`; the path part never makes the
+/// `Location` start with `//`.
+fn redirect_rule(r: &crate::config::Redirect, path: &str, query: Option<&str>) -> Response<Body> {
+    let mut loc = r.to.clone();
+    if r.keep_path {
+        // `path` is canonical and under `from`: the rest is empty or
+        // starts with one '/'.
+        let rest = path.get(r.from.len()..).unwrap_or("");
+        let rest = crate::path::encode(rest);
+        if loc.ends_with('/') {
+            loc.push_str(rest.strip_prefix('/').unwrap_or(&rest));
+        } else {
+            loc.push_str(&rest);
+        }
+        if let Some(q) = query {
+            loc.push('?');
+            loc.push_str(q);
+        }
+    }
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
+    static_files::redirect(status, &loc)
 }
 
 /// The user name when the `Authorization` header holds a valid Basic

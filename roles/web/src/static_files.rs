@@ -184,7 +184,8 @@ pub(crate) async fn serve(
     if meta.is_dir() {
         if !path.ends_with('/') {
             let mut loc = String::with_capacity(path.len() + 1);
-            loc.push_str(&percent_encoding::utf8_percent_encode(path, PATH_SET).to_string());
+            // `path` is canonical: one leading '/', so never `//…`.
+            loc.push_str(&crate::path::encode(path));
             loc.push('/');
             if let Some(q) = query {
                 loc.push('?');
@@ -214,19 +215,6 @@ pub(crate) async fn serve(
     }
     send_file(site, cache, method, headers, &file, &meta).await
 }
-
-/// Characters escaped in a Location path.
-const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'%');
 
 pub(crate) fn redirect(status: StatusCode, location: &str) -> Answer {
     let mut r = Response::new(Body::empty());
@@ -571,7 +559,7 @@ fn listing(method: &Method, url: &str, dir: &Path) -> Answer {
         h.push_str("<a href=\"../\">../</a>\n");
     }
     for (name, is_dir, len, mtime) in entries {
-        let href = percent_encoding::utf8_percent_encode(&name, PATH_SET).to_string();
+        let href = percent_encoding::utf8_percent_encode(&name, crate::path::PATH_SET).to_string();
         h.push_str("<a href=\"");
         html_escape(&href, &mut h);
         if is_dir {
