@@ -270,7 +270,8 @@ async fn serve_tls(
 }
 
 /// Plain TCP: the first bytes tell HTTP/2 with prior knowledge from
-/// HTTP/1 ([`sniff`]); they must come within the header timeout.
+/// HTTP/1 ([`sniff`]); they, and for HTTP/1 the whole first request head,
+/// must come within the header timeout from accept.
 async fn serve_plain(
     mut stream: tokio::net::TcpStream,
     header_timeout: Duration,
@@ -297,6 +298,8 @@ where
             hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
+                // The head the sniff reads at most: a larger one is 431.
+                .max_buf_size(sniff::MAX_HEAD)
                 .serve_connection(io, svc)
                 .with_upgrades()
                 .await

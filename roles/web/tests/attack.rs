@@ -3,6 +3,10 @@
 //! test checking what the server did (status, headers, closed sockets,
 //! memory and threads read from /proc), never what the client sent.
 
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 mod common;
 use common::*;
 
@@ -167,4 +171,38 @@ logging = {{ enabled = false }}
         "GET /hello.txt HTTP/1.1\r\nHost: main.example\r\nConnection: close\r\n\r\n",
     );
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world\n"[..]));
+}
+
+/// Writes `bytes` one at a time, `gap` apart, until the server closes the
+/// connection; when it did, counted from `since`.
+fn drip_until_closed(s: &mut TcpStream, bytes: &[u8], gap: Duration, since: Instant) -> Duration {
+    for b in bytes.iter().cycle() {
+        if s.write_all(&[*b]).is_err() {
+            return since.elapsed();
+        }
+        std::thread::sleep(gap);
+        assert!(since.elapsed() < Duration::from_secs(20), "never closed");
+    }
+    unreachable!()
+}
+
+#[test]
+fn regression_the_header_timeout_counts_from_accept_across_the_sniff() {
+    let (_web, port) = guarded("header_timeout_secs = 2");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let since = Instant::now();
+    // The first byte late, then a slow drip of a head that never ends.
+    std::thread::sleep(Duration::from_millis(1500));
+    let took = drip_until_closed(
+        &mut s,
+        b"GET / HTTP/1.1\r\nX-A: b\r\n",
+        Duration::from_millis(100),
+        since,
+    );
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(3200),
+        "closed {took:?} after accept (timeout 2 s)"
+    );
+    // A head that arrives whole in time is answered.
+    assert_eq!(get(port, "/hello.txt").status, 200);
 }
