@@ -63,20 +63,40 @@ pub struct Limits {
     /// A client must send a whole request head within this time; an idle
     /// keep-alive connection is closed after it (slow-header clients hold
     /// no connection longer).
+    /// The same time bounds an HTTP/2 connection with no open stream.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
+    /// An answer that makes no progress this long (the client reads
+    /// nothing, or an HTTP/2 client opens no flow-control window) closes
+    /// its connection (nginx's `send_timeout`).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: u64,
+    /// Open client connections, all listeners together; past it a new
+    /// connection gets 503 (plain http) or is closed (https).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             header_timeout_secs: default_header_timeout(),
+            send_timeout_secs: default_send_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
 
 fn default_header_timeout() -> u64 {
     30
+}
+
+fn default_send_timeout() -> u64 {
+    60
+}
+
+fn default_max_connections() -> usize {
+    4096
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -451,6 +471,15 @@ impl WebSettings {
                 "limits.header_timeout_secs",
                 "from 1 to 3600 seconds",
             ));
+        }
+        if !(1..=3600).contains(&self.limits.send_timeout_secs) {
+            return Err(invalid(
+                "limits.send_timeout_secs",
+                "from 1 to 3600 seconds",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.limits.max_connections) {
+            return Err(invalid("limits.max_connections", "from 1 to 1000000"));
         }
         let mut names = std::collections::HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {

@@ -36,6 +36,7 @@ use crate::site::{self, Compiled, Site, SiteError, AUTH_CACHE};
 use crate::sniff::{self, Proto};
 use crate::static_files::{self, FileCache};
 use crate::tls::{self, TlsError};
+use crate::watch::{self, ConnWatch, Watched};
 use crate::workers::{self, Workers};
 
 /// Errors starting or reloading the server.
@@ -111,6 +112,7 @@ impl Server {
             workers,
             listeners: HashMap::new(),
         };
+        s.workers.set_limit(connection_limit(&s.shared.current()));
         let opened = s.open_new(&s.shared.current())?;
         s.sync_listeners(opened);
         Ok(s)
@@ -123,6 +125,7 @@ impl Server {
         let compiled = site::compile(settings, &self.shared.metrics, Some(&old))?;
         drop(old);
         let opened = self.open_new(&compiled)?;
+        self.workers.set_limit(connection_limit(&compiled));
         *self
             .shared
             .config
@@ -195,9 +198,13 @@ impl Server {
                 .enumerate()
                 .map(|(i, (acc, h))| {
                     let (addr, tls, shared) = (o.addr, o.tls.clone(), self.shared.clone());
-                    h.spawn(self.workers.clone().accept(i, acc, move |s, peer| {
-                        connection(s, peer, addr, tls.clone(), shared.clone())
-                    }))
+                    h.spawn(
+                        self.workers
+                            .clone()
+                            .accept(i, acc, move |s, peer, admitted| {
+                                connection(s, peer, admitted, addr, tls.clone(), shared.clone())
+                            }),
+                    )
                 })
                 .collect();
             self.listeners.insert(o.addr, tasks);
@@ -213,14 +220,67 @@ struct Opened {
     tls: tokio_rustls::TlsAcceptor,
 }
 
-/// Serves one accepted connection of the listener bound to `listener`.
+/// `limits.max_connections`, kept below the open-file limit (less room
+/// for listeners, logs, app sockets and files) so that a client past it
+/// gets the 503 rather than a failed accept.
+fn connection_limit(cfg: &Compiled) -> usize {
+    let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let room = files.saturating_sub(FILES_KEPT).max(1);
+    if cfg.max_connections > room {
+        eprintln!(
+            "mote-web: limits.max_connections {} is over what the open-file limit ({files}) \
+             leaves; serving at most {room} connections (raise the service's RLIMIT_NOFILE)",
+            cfg.max_connections
+        );
+    }
+    cfg.max_connections.min(room)
+}
+
+/// Descriptors kept for other things than client connections.
+const FILES_KEPT: usize = 128;
+
+/// The answer to a connection past `limits.max_connections`.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 49\r\nRetry-After: 5\r\nConnection: close\r\n\r\n\
+mote-web: too many connections; try again later\n";
+
+/// Refuses a connection past the limit: plain http gets [`BUSY`] (written
+/// once, without waiting), https is closed. What the client sent is read
+/// off for up to a second so that the close does not reset the answer.
+async fn refuse(stream: tokio::net::TcpStream, https: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = stream;
+    if !https {
+        let _ = stream.try_write(BUSY);
+    }
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 2048];
+        for _ in 0..8 {
+            if matches!(stream.read(&mut buf).await, Ok(0) | Err(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// Serves one accepted connection of the listener bound to `listener`;
+/// one past the connection limit (`admitted` false) is refused.
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    admitted: bool,
     listener: SocketAddr,
     tls: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
 ) {
+    if !admitted {
+        let https = shared.current().routes.get(&listener).map(|r| r.scheme) == Some(Scheme::Https);
+        return refuse(stream, https).await;
+    }
     let _ = stream.set_nodelay(true);
     // The listener's own address unless it is a wildcard (saves a
     // getsockname per connection).
@@ -232,7 +292,11 @@ async fn connection(
     let (https, header_timeout) = {
         let cfg = shared.current();
         let https = cfg.routes.get(&listener).map(|r| r.scheme) == Some(Scheme::Https);
-        (https, cfg.header_timeout)
+        let t = Timeouts {
+            header: cfg.header_timeout,
+            send: cfg.send_timeout,
+        };
+        (https, t)
     };
     let conn = Conn {
         listener,
@@ -255,7 +319,7 @@ async fn connection(
 async fn serve_tls(
     acc: tokio_rustls::TlsAcceptor,
     stream: tokio::net::TcpStream,
-    header_timeout: Duration,
+    header_timeout: Timeouts,
     conn: Conn,
     shared: Arc<Shared>,
 ) {
@@ -274,43 +338,87 @@ async fn serve_tls(
 /// must come within the header timeout from accept.
 async fn serve_plain(
     mut stream: tokio::net::TcpStream,
-    header_timeout: Duration,
+    header_timeout: Timeouts,
     conn: Conn,
     shared: Arc<Shared>,
 ) {
-    let until = tokio::time::Instant::now() + header_timeout;
+    let until = tokio::time::Instant::now() + header_timeout.header;
     if let Some((proto, first)) = sniff::first_bytes(&mut stream, until).await {
         let io = sniff::Prefixed::new(first, TokioIo::new(stream));
         serve(io, proto, header_timeout, conn, shared).await
     }
 }
 
-async fn serve<I>(io: I, proto: Proto, header_timeout: Duration, conn: Conn, shared: Arc<Shared>)
+/// The connection's time limits, read from the settings when it opens.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    /// `limits.header_timeout_secs`: a request head, an idle connection.
+    header: Duration,
+    /// `limits.send_timeout_secs`: an answer without progress.
+    send: Duration,
+}
+
+/// Streams an HTTP/2 connection may have open at once (nginx: 128).
+const H2_MAX_STREAMS: u32 = 100;
+/// What an HTTP/2 client may send ahead on a stream and on the whole
+/// connection (request bodies not yet read).
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+const H2_CONN_WINDOW: u32 = 1024 * 1024;
+/// Answer bytes buffered per HTTP/2 stream, waiting for the client's
+/// window or the socket.
+const H2_SEND_BUFFER: usize = 32 * 1024;
+/// After a GOAWAY for idleness, how long the client has to close.
+const H2_GOODBYE: Duration = Duration::from_secs(5);
+
+async fn serve<I>(io: I, proto: Proto, t: Timeouts, conn: Conn, shared: Arc<Shared>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, req, conn).await) }
-    });
-    let _ = match proto {
+    match proto {
         Proto::Http1 => {
-            hyper::server::conn::http1::Builder::new()
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req, conn, None).await) }
+            });
+            let io = Watched::new(io, t.send, None);
+            let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
+                .header_read_timeout(t.header)
                 // The head the sniff reads at most: a larger one is 431.
                 .max_buf_size(sniff::MAX_HEAD)
                 .serve_connection(io, svc)
                 .with_upgrades()
-                .await
+                .await;
         }
         Proto::Http2 => {
-            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let watch = Arc::new(ConnWatch::default());
+            let w = watch.clone();
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                // Counted from here, so a stream reset mid-answer is let go.
+                let stream = w.stream();
+                async move { Ok::<_, Infallible>(handle(&shared, req, conn, Some(stream)).await) }
+            });
+            let io = Watched::new(io, t.send, Some(watch.clone()));
+            let c = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
-                .serve_connection(io, svc)
-                .await
+                .max_concurrent_streams(H2_MAX_STREAMS)
+                .initial_stream_window_size(H2_STREAM_WINDOW)
+                .initial_connection_window_size(H2_CONN_WINDOW)
+                .max_send_buf_size(H2_SEND_BUFFER)
+                .serve_connection(io, svc);
+            let mut c = std::pin::pin!(c);
+            let verdict = tokio::select! {
+                _ = c.as_mut() => return,
+                v = watch::h2_watchdog(&watch, t.header, t.send) => v,
+            };
+            if verdict == watch::Verdict::Idle {
+                // GOAWAY; the client has a moment to close.
+                c.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(H2_GOODBYE, c).await;
+            }
         }
-    };
+    }
 }
 
 fn plain(status: StatusCode) -> Response<Body> {
@@ -321,7 +429,12 @@ fn plain(status: StatusCode) -> Response<Body> {
     r
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response<Tracked> {
+async fn handle(
+    shared: &Shared,
+    req: Request<Incoming>,
+    conn: Conn,
+    stream: Option<watch::Stream>,
+) -> Response<Tracked> {
     let start = Instant::now();
     let Ok(host) = host::of(req.version(), req.uri(), req.headers()) else {
         let mut r = plain(StatusCode::BAD_REQUEST);
@@ -329,11 +442,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        return r.map(|body| Tracked { body, done: None });
+        return r.map(|body| Tracked {
+            body,
+            done: None,
+            stream,
+        });
     };
     let cfg = shared.current();
     let Some(site) = cfg.route(&conn.listener, host).cloned() else {
-        return plain(StatusCode::NOT_FOUND).map(|body| Tracked { body, done: None });
+        return plain(StatusCode::NOT_FOUND).map(|body| Tracked {
+            body,
+            done: None,
+            stream,
+        });
     };
     drop(cfg);
     // What the log needs, kept before the request is consumed.
@@ -370,6 +491,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response
     });
     resp.map(|body| Tracked {
         body,
+        stream,
         done: Some(Done {
             site,
             start,
@@ -387,6 +509,8 @@ async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response
 pub(crate) struct Tracked {
     body: Body,
     done: Option<Done>,
+    /// HTTP/2: the stream as its connection's watchdog counts it.
+    stream: Option<watch::Stream>,
 }
 
 struct Done {
@@ -444,7 +568,16 @@ impl hyper::body::Body for Tracked {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        let Some(stream) = &mut this.stream else {
+            return std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        };
+        stream.polled();
+        let frame = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(frame, std::task::Poll::Ready(Some(Ok(_)))) && !this.body.is_end_stream() {
+            stream.handed();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -562,6 +695,11 @@ async fn pipeline(
         &parts.headers,
         &path,
         query,
+        if parts.version == hyper::Version::HTTP_2 {
+            crate::body::H2_CHUNK
+        } else {
+            crate::body::CHUNK
+        },
     ));
     let resp = served.await;
     (resp, 0, user)

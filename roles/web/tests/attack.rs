@@ -3,7 +3,7 @@
 //! test checking what the server did (status, headers, closed sockets,
 //! memory and threads read from /proc), never what the client sent.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -204,5 +204,328 @@ fn regression_the_header_timeout_counts_from_accept_across_the_sniff() {
         "closed {took:?} after accept (timeout 2 s)"
     );
     // A head that arrives whole in time is answered.
+    assert_eq!(get(port, "/hello.txt").status, 200);
+}
+
+/// A site on a fresh port whose root also holds `huge.bin`, a sparse file
+/// of 1 GiB (far above the in-memory cache and any socket buffer).
+fn huge_site(limits: &str) -> (Web, u16) {
+    let (dir, root) = fixture();
+    std::fs::File::create(root.join("huge.bin"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[limits]
+{limits}
+[[sites]]
+name = "huge"
+root = "{root}"
+bindings = [{{ scheme = "http", address = "127.0.0.1", port = {port} }}]
+logging = {{ enabled = false }}
+compression = {{ enabled = false }}
+"#,
+        root = root.display()
+    );
+    (Web::start(dir, &cfg, &[port], &[]), port)
+}
+
+/// A line of /proc/PID/status, as a number (kB for VmRSS).
+fn proc_status(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn regression_a_client_that_stops_reading_http1_is_cut_at_the_send_timeout() {
+    let (web, port) = huge_site("send_timeout_secs = 1");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    // Read nothing for a while: the server's writes stall.
+    std::thread::sleep(Duration::from_millis(3000));
+    // Then take what there is: the answer ends well short of 1 GiB.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    let t = Instant::now();
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "still sending");
+    };
+    assert!(closed, "the connection stayed open ({got} bytes read)");
+    assert!(got < 1 << 30, "the whole file came: {got}");
+    // The server serves on.
+    assert_eq!(get(port, "/hello.txt").status, 200);
+    drop(web);
+}
+
+#[test]
+fn regression_past_max_connections_a_client_gets_503() {
+    let (web, port) = guarded("max_connections = 3");
+    let pid = web.child.id();
+    // Three connections that send nothing hold every place. Each is
+    // kept once the server holds it too (not answered at once: the probe
+    // of `Web::start` may still hold a place for a moment).
+    let mut held = Vec::new();
+    let t = Instant::now();
+    while held.len() < 3 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        if s.read(&mut [0u8; 1]).is_err() {
+            held.push(s);
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "places never held");
+    }
+    let r = get(port, "/hello.txt");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.h("retry-after"), Some("5"));
+    assert!(String::from_utf8_lossy(&r.body).contains("too many connections"));
+    let files = open_files(pid);
+    // A place freed is a place taken.
+    drop(held);
+    let t = Instant::now();
+    loop {
+        let r = get(port, "/hello.txt");
+        if r.status == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "still {}", r.status);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(files < 64, "{files} descriptors open");
+}
+
+/// HTTP/2 with prior knowledge over a socket whose reads can be stopped
+/// (`paused`): an attacker that stops reading once its requests are out.
+mod h2c {
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::TcpStream;
+
+    pub struct Gate {
+        pub io: TcpStream,
+        pub paused: Arc<AtomicBool>,
+    }
+
+    impl AsyncRead for Gate {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if self.paused.load(Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Gate {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.io).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// An h2c client on 127.0.0.1:`port` with `window` bytes of
+    /// flow-control window per stream and on the connection; its
+    /// connection task, and the switch that stops its reads.
+    pub async fn connect(
+        port: u16,
+        window: u32,
+    ) -> (
+        h2::client::SendRequest<bytes::Bytes>,
+        tokio::task::JoinHandle<Result<(), h2::Error>>,
+        Arc<AtomicBool>,
+    ) {
+        let io = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let paused = Arc::new(AtomicBool::new(false));
+        let gate = Gate {
+            io,
+            paused: paused.clone(),
+        };
+        let (send, conn) = h2::client::Builder::new()
+            .initial_window_size(window)
+            .initial_connection_window_size(window)
+            .handshake(gate)
+            .await
+            .unwrap();
+        (send, tokio::spawn(conn), paused)
+    }
+
+    pub fn get(path: &str, authority: &str) -> hyper::http::Request<()> {
+        hyper::http::Request::get(format!("http://{authority}{path}"))
+            .body(())
+            .unwrap()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn regression_idle_h2c_connections_are_closed_at_the_header_timeout() {
+    let (_web, port) = guarded("header_timeout_secs = 1");
+    rt().block_on(async {
+        // Preface and SETTINGS, then silence.
+        let t = Instant::now();
+        let (_send, conn, _) = h2c::connect(port, 65_535).await;
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        assert!(
+            ended.is_ok(),
+            "an idle h2c connection is still open after 10 s"
+        );
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(3500), "closed after {took:?}");
+        // One that asks something is answered, then let go when idle.
+        let (mut send, conn, _) = h2c::connect(port, 65_535).await;
+        let (resp, _) = send
+            .send_request(h2c::get("/hello.txt", "localhost"), true)
+            .unwrap();
+        assert_eq!(resp.await.unwrap().status(), 200);
+        let t = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        assert!(ended.is_ok(), "still open 10 s after its answer");
+        assert!(
+            t.elapsed() >= Duration::from_millis(700),
+            "{:?}",
+            t.elapsed()
+        );
+    });
+}
+
+#[test]
+fn regression_h2_authority_and_host_must_agree() {
+    let (_web, port) = guarded("");
+    rt().block_on(async {
+        let (mut send, _conn, _) = h2c::connect(port, 65_535).await;
+        let mut req = h2c::get("/hello.txt", "a.example");
+        req.headers_mut()
+            .insert("host", hyper::http::HeaderValue::from_static("b.example"));
+        let (resp, _) = send.send_request(req, true).unwrap();
+        assert_eq!(resp.await.unwrap().status(), 400);
+        let mut req = h2c::get("/hello.txt", "a.example");
+        req.headers_mut()
+            .insert("host", hyper::http::HeaderValue::from_static("a.example"));
+        let (resp, _) = send.send_request(req, true).unwrap();
+        assert_eq!(resp.await.unwrap().status(), 200);
+    });
+}
+
+#[test]
+fn regression_an_h2_client_that_opens_no_window_is_cut_at_the_send_timeout() {
+    let (_web, port) = huge_site("send_timeout_secs = 1\nheader_timeout_secs = 30");
+    rt().block_on(async {
+        // The default 64 KiB window, never given back: the server is
+        // blocked by flow control, not by the socket.
+        let (mut send, conn, _) = h2c::connect(port, 65_535).await;
+        let (resp, _) = send
+            .send_request(h2c::get("/huge.bin", "localhost"), true)
+            .unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let _body = resp.into_body(); // held, never read
+        let t = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        assert!(
+            ended.is_ok(),
+            "a stalled h2 connection is still open after 10 s"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(4000),
+            "{:?}",
+            t.elapsed()
+        );
+    });
+}
+
+#[test]
+fn regression_h2_streams_that_are_not_read_hold_bounded_memory() {
+    let (web, port) = huge_site("");
+    let pid = web.child.id();
+    // Warm up, then the idle figure.
+    assert_eq!(get(port, "/hello.txt").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_kb = proc_status(pid, "VmRSS:");
+    let rt = rt();
+    let clients = rt.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            // Huge windows, so only the socket and the server's own
+            // buffers hold the data back, then reads stop.
+            let (mut send, conn, paused) = h2c::connect(port, 1 << 30).await;
+            let mut resps = Vec::new();
+            // More than the 100 streams a connection may have open: the
+            // client waits for room past them.
+            for _ in 0..100 {
+                let s = send.clone().ready().await.unwrap();
+                send = s;
+                let (r, _) = send
+                    .send_request(h2c::get("/huge.bin", "localhost"), true)
+                    .unwrap();
+                resps.push(r);
+            }
+            let first = resps.remove(0).await.unwrap();
+            assert_eq!(first.status(), 200);
+            paused.store(true, std::sync::atomic::Ordering::Relaxed);
+            clients.push((send, conn, resps, first));
+        }
+        clients
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss_kb, threads, files) = (
+        proc_status(pid, "VmRSS:"),
+        proc_status(pid, "Threads:"),
+        open_files(pid),
+    );
+    eprintln!(
+        "mote-web: idle {idle_kb} kB, with 5 h2 connections x 100 unread streams {rss_kb} kB, \
+         {threads} threads, {files} descriptors"
+    );
+    assert!(
+        rss_kb < idle_kb + 64 * 1024,
+        "RSS went from {idle_kb} kB to {rss_kb} kB"
+    );
+    assert!(threads <= 16, "{threads} threads");
+    drop(clients);
+    drop(rt);
+    // The server still answers.
     assert_eq!(get(port, "/hello.txt").status, 200);
 }
