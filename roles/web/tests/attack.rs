@@ -529,3 +529,33 @@ fn regression_h2_streams_that_are_not_read_hold_bounded_memory() {
     // The server still answers.
     assert_eq!(get(port, "/hello.txt").status, 200);
 }
+
+#[test]
+fn regression_http1_clients_that_do_not_read_hold_bounded_memory() {
+    let (web, port) = huge_site("");
+    let pid = web.child.id();
+    assert_eq!(get(port, "/hello.txt").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_kb = proc_status(pid, "VmRSS:");
+    let clients: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss_kb, threads) = (proc_status(pid, "VmRSS:"), proc_status(pid, "Threads:"));
+    eprintln!(
+        "mote-web: idle {idle_kb} kB, with 300 HTTP/1 clients not reading a 1 GiB file \
+         {rss_kb} kB, {threads} threads"
+    );
+    assert!(
+        rss_kb < idle_kb + 64 * 1024,
+        "RSS went from {idle_kb} kB to {rss_kb} kB"
+    );
+    assert!(threads <= 16, "{threads} threads");
+    drop(clients);
+    assert_eq!(get(port, "/hello.txt").status, 200);
+}
