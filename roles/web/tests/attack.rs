@@ -559,3 +559,113 @@ fn regression_http1_clients_that_do_not_read_hold_bounded_memory() {
     drop(clients);
     assert_eq!(get(port, "/hello.txt").status, 200);
 }
+
+/// A TLS client that takes any certificate (mote-web's self-signed one)
+/// and offers `h2` by ALPN.
+mod tls {
+    use std::sync::Arc;
+
+    use tokio_rustls::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use tokio_rustls::rustls::{self, DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AnyCert;
+
+    impl ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    pub async fn connect_h2(port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert))
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        s
+    }
+}
+
+#[test]
+fn regression_idle_h2_connections_over_tls_are_closed_at_the_header_timeout() {
+    let (dir, root) = fixture();
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[limits]
+header_timeout_secs = 1
+[[sites]]
+name = "tls"
+root = "{root}"
+bindings = [{{ scheme = "https", address = "127.0.0.1", port = {port} }}]
+tls = {{ self_signed = true }}
+logging = {{ enabled = false }}
+"#,
+        root = root.display()
+    );
+    let _web = Web::start(dir, &cfg, &[port], &[]);
+    rt().block_on(async {
+        let io = tls::connect_h2(port).await;
+        let t = Instant::now();
+        let (mut send, conn) = h2::client::handshake(io).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let (resp, _) = send
+            .send_request(h2c::get("/hello.txt", "localhost"), true)
+            .unwrap();
+        assert_eq!(resp.await.unwrap().status(), 200);
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        assert!(
+            ended.is_ok(),
+            "an idle h2 connection over TLS is still open after 10 s"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(4000),
+            "{:?}",
+            t.elapsed()
+        );
+    });
+}
