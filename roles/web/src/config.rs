@@ -39,6 +39,22 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// What is wrong with a path prefix of a rule (`basic_auth.path`,
+/// `redirects.from`, `apps.path`): rules match the canonical request path
+/// (`crate::path`), so a prefix must be canonical itself to ever match.
+fn prefix_problem(p: &str) -> Option<&'static str> {
+    if !p.starts_with('/') {
+        return Some("must start with '/'");
+    }
+    match crate::path::canonical(p) {
+        Ok(std::borrow::Cow::Borrowed(_)) => None,
+        _ => Some(
+            "must be a plain path, as requests are compared: no empty, '.' or '..' \
+             segment, no '%' or '\\' (write \"/a/b\", not \"/a//b\" or \"/a%20b\")",
+        ),
+    }
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -576,11 +592,8 @@ impl WebSettings {
                 }
             }
             for (j, a) in site.basic_auth.iter().enumerate() {
-                if !a.path.starts_with('/') {
-                    return Err(invalid(
-                        k(&format!("basic_auth[{j}].path")),
-                        "must start with '/'",
-                    ));
+                if let Some(m) = prefix_problem(&a.path) {
+                    return Err(invalid(k(&format!("basic_auth[{j}].path")), m));
                 }
                 for (user, phc) in &a.users {
                     if user.contains(':') || !phc.starts_with("$argon2id$") {
@@ -592,11 +605,8 @@ impl WebSettings {
                 }
             }
             for (j, r) in site.redirects.iter().enumerate() {
-                if !r.from.starts_with('/') {
-                    return Err(invalid(
-                        k(&format!("redirects[{j}].from")),
-                        "must start with '/'",
-                    ));
+                if let Some(m) = prefix_problem(&r.from) {
+                    return Err(invalid(k(&format!("redirects[{j}].from")), m));
                 }
                 if !matches!(r.status, 301 | 302 | 307 | 308) {
                     return Err(invalid(
@@ -607,8 +617,8 @@ impl WebSettings {
             }
             for (j, a) in site.apps.iter().enumerate() {
                 let ka = |f: &str| k(&format!("apps[{j}].{f}"));
-                if !a.path.starts_with('/') {
-                    return Err(invalid(ka("path"), "must start with '/'"));
+                if let Some(m) = prefix_problem(&a.path) {
+                    return Err(invalid(ka("path"), m));
                 }
                 if !(1..=64).contains(&a.processes) {
                     return Err(invalid(ka("processes"), "from 1 to 64"));
@@ -703,6 +713,22 @@ redirects = [{ from = "/a", to = "/b", status = 303 }]
         );
         let e = WebSettings::load(&p).unwrap_err().to_string();
         assert!(e.starts_with("sites[0].redirects[0].status"), "{e}");
+        let p = write(
+            d.path(),
+            "w3.toml",
+            r#"
+[[sites]]
+name = "main"
+root = "/srv"
+bindings = [{ scheme = "http", port = 80 }]
+basic_auth = [{ path = "//admin", users = {} }]
+"#,
+        );
+        let e = WebSettings::load(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with("sites[0].basic_auth[0].path: must be a plain path"),
+            "{e}"
+        );
         let p = write(d.path(), "w.yaml", "");
         assert!(matches!(
             WebSettings::load(&p),

@@ -406,6 +406,12 @@ where
                 .initial_stream_window_size(H2_STREAM_WINDOW)
                 .initial_connection_window_size(H2_CONN_WINDOW)
                 .max_send_buf_size(H2_SEND_BUFFER)
+                // A PING after a header timeout without a frame from the
+                // client, answered within the send timeout, or the
+                // connection is closed: finds peers that are gone while
+                // their streams wait on an app.
+                .keep_alive_interval(t.header)
+                .keep_alive_timeout(t.send)
                 .serve_connection(io, svc);
             let mut c = std::pin::pin!(c);
             let verdict = tokio::select! {
