@@ -60,6 +60,12 @@ fn slack(least: usize) -> usize {
     2 + least / 8
 }
 
+/// Threads each worker may run blocking work on (Argon2 checks of Basic
+/// credentials, about 19 MiB each, and compression on the fly); more waits
+/// in line. tokio's default is 512, so a flood of wrong passwords could
+/// have made hundreds of threads and gigabytes.
+const BLOCKING_THREADS: usize = 2;
+
 pub(crate) struct Workers {
     handles: Vec<Handle>,
     /// Open connections per worker (0-based).
@@ -83,6 +89,7 @@ impl Workers {
         for i in 0..n {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .max_blocking_threads(BLOCKING_THREADS)
                 .build()?;
             handles.push(rt.handle().clone());
             std::thread::Builder::new()
