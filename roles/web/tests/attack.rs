@@ -432,7 +432,7 @@ fn regression_idle_h2c_connections_are_closed_at_the_header_timeout() {
 }
 
 #[test]
-fn regression_h2_authority_and_host_must_agree() {
+fn regression_h2_authority_and_host_must_agree_and_paths_are_canonical() {
     let (_web, port) = guarded("");
     rt().block_on(async {
         let (mut send, _conn, _) = h2c::connect(port, 65_535).await;
@@ -446,6 +446,15 @@ fn regression_h2_authority_and_host_must_agree() {
             .insert("host", hyper::http::HeaderValue::from_static("a.example"));
         let (resp, _) = send.send_request(req, true).unwrap();
         assert_eq!(resp.await.unwrap().status(), 200);
+        // HTTP/2's :path is the same canonical path.
+        for p in [
+            "//admin/secret.txt",
+            "/%2fadmin/secret.txt",
+            "/./admin/secret.txt",
+        ] {
+            let (resp, _) = send.send_request(h2c::get(p, "a.example"), true).unwrap();
+            assert_eq!(resp.await.unwrap().status(), 401, "{p}");
+        }
     });
 }
 
