@@ -5,9 +5,17 @@
 //! and HTTP/2 (ALPN, or prior knowledge: [`crate::sniff`]) with hyper, and
 //! run each request through the pipeline:
 //!
-//! route by listener + Host → IP allow/deny (403) → request filtering
-//! (405/414/413/400/404) → HTTP→HTTPS redirect → redirect rules → Basic
-//! auth (401) → app proxy or static content → HSTS → log and metrics.
+//! host checks (400, [`crate::host`]) → route by listener + host → IP
+//! allow/deny (403) → request filtering and the canonical path
+//! (405/414/413/400/404, [`crate::path`]) → HTTP→HTTPS redirect →
+//! redirect rules → Basic auth (401) → app proxy or static content → HSTS
+//! → log and metrics. Every step after the filter matches the canonical
+//! path.
+//!
+//! Limits per connection ([`crate::watch`]): the header timeout (HTTP/1
+//! heads, idle connections of both protocols), the send timeout, HTTP/2
+//! stream and buffer bounds; in total, `limits.max_connections`
+//! ([`crate::workers`]), past which plain http gets a 503.
 //!
 //! Reload: [`Server::reload`] compiles the new settings, swaps the `Arc`
 //! every request reads, then opens listeners for new addresses and stops
@@ -684,7 +692,11 @@ async fn pipeline(
                     t.push('?');
                     t.push_str(q);
                 }
-                hyper::Uri::try_from(t).ok()
+                // Fails closed: never the raw spelling instead.
+                match hyper::Uri::try_from(t) {
+                    Ok(u) => Some(u),
+                    Err(_) => return (site.error(StatusCode::BAD_REQUEST), 11, None),
+                }
             }
         };
         drop(path);
