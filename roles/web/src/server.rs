@@ -375,8 +375,10 @@ const H2_CONN_WINDOW: u32 = 1024 * 1024;
 /// Answer bytes buffered per HTTP/2 stream, waiting for the client's
 /// window or the socket.
 const H2_SEND_BUFFER: usize = 32 * 1024;
-/// After a GOAWAY for idleness, how long the client has to close.
-const H2_GOODBYE: Duration = Duration::from_secs(5);
+/// After a GOAWAY for idleness, how long the client has to answer its
+/// PING (hyper waits for it, in case a request crossed the GOAWAY) and
+/// close, before the connection is dropped.
+const H2_GOODBYE: Duration = Duration::from_secs(1);
 
 async fn serve<I>(io: I, proto: Proto, t: Timeouts, conn: Conn, shared: Arc<Shared>)
 where

@@ -692,3 +692,37 @@ logging = {{ enabled = false }}
         );
     });
 }
+
+#[test]
+fn regression_many_idle_h2c_connections_do_not_keep_their_descriptors() {
+    let (web, port) = guarded("header_timeout_secs = 1");
+    let pid = web.child.id();
+    let before = open_files(pid);
+    // The preface and an empty SETTINGS frame, then silence, 300 times.
+    let hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(hello).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let held = open_files(pid);
+    assert!(
+        held >= before + 250,
+        "{held} descriptors with 300 connections open"
+    );
+    let t = Instant::now();
+    while open_files(pid) > before + 5 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{} descriptors still open ({before} before)",
+            open_files(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    drop(idle);
+    assert_eq!(get(port, "/hello.txt").status, 200);
+}
