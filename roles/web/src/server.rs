@@ -303,6 +303,7 @@ async fn connection(
         let t = Timeouts {
             header: cfg.header_timeout,
             send: cfg.send_timeout,
+            spent: Duration::ZERO,
         };
         (https, t)
     };
@@ -350,10 +351,16 @@ async fn serve_plain(
     conn: Conn,
     shared: Arc<Shared>,
 ) {
-    let until = tokio::time::Instant::now() + header_timeout.header;
+    let accepted = tokio::time::Instant::now();
+    let until = accepted + header_timeout.header;
     if let Some((proto, first)) = sniff::first_bytes(&mut stream, until).await {
         let io = sniff::Prefixed::new(first, TokioIo::new(stream));
-        serve(io, proto, header_timeout, conn, shared).await
+        // HTTP/2's first idle time counts from accept too.
+        let t = Timeouts {
+            spent: accepted.elapsed(),
+            ..header_timeout
+        };
+        serve(io, proto, t, conn, shared).await
     }
 }
 
@@ -364,6 +371,9 @@ struct Timeouts {
     header: Duration,
     /// `limits.send_timeout_secs`: an answer without progress.
     send: Duration,
+    /// Of the header timeout, what the connection spent before hyper got
+    /// it (the protocol sniff).
+    spent: Duration,
 }
 
 /// Streams an HTTP/2 connection may have open at once (nginx: 128).
@@ -426,7 +436,7 @@ where
             let mut c = std::pin::pin!(c);
             let verdict = tokio::select! {
                 _ = c.as_mut() => return,
-                v = watch::h2_watchdog(&watch, t.header, t.send) => v,
+                v = watch::h2_watchdog(&watch, t.header, t.spent, t.send) => v,
             };
             if verdict == watch::Verdict::Idle {
                 // GOAWAY; the client has a moment to close.

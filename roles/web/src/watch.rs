@@ -89,13 +89,19 @@ impl Drop for Stream {
     }
 }
 
-/// Runs beside an HTTP/2 connection until it returns: Shutdown when the
-/// connection was idle for `idle`, Stalled when its answers were blocked
-/// on the client with nothing written for `send`.
-pub(crate) async fn h2_watchdog(watch: &ConnWatch, idle: Duration, send: Duration) -> Verdict {
+/// Runs beside an HTTP/2 connection until it returns: Idle when the
+/// connection was idle for `idle` (`spent` of it before the connection
+/// came here: the wait for the preface), Stalled when its answers were
+/// blocked on the client with nothing written for `send`.
+pub(crate) async fn h2_watchdog(
+    watch: &ConnWatch,
+    idle: Duration,
+    spent: Duration,
+    send: Duration,
+) -> Verdict {
     let tick = (idle.min(send) / 4).max(Duration::from_millis(50));
     let mut timer = tokio::time::interval_at(Instant::now() + tick, tick);
-    let (mut idle_for, mut stalled_for) = (Duration::ZERO, Duration::ZERO);
+    let (mut idle_for, mut stalled_for) = (spent, Duration::ZERO);
     let (mut started, mut written) = (u64::MAX, u64::MAX);
     loop {
         timer.tick().await;
@@ -256,7 +262,7 @@ mod tests {
     async fn an_idle_h2_connection_is_let_go_after_the_idle_time() {
         let w = ConnWatch::default();
         let t = Instant::now();
-        let v = h2_watchdog(&w, 400 * MS, 60_000 * MS).await;
+        let v = h2_watchdog(&w, 400 * MS, Duration::ZERO, 60_000 * MS).await;
         assert_eq!(v, Verdict::Idle);
         let took = t.elapsed();
         assert!(took >= 400 * MS && took <= 2000 * MS, "{took:?}");
@@ -267,11 +273,14 @@ mod tests {
         let w = Arc::new(ConnWatch::default());
         let mut s = w.stream();
         // Open but not blocked (waiting on its app): neither verdict.
-        let quiet = tokio::time::timeout(600 * MS, h2_watchdog(&w, 200 * MS, 200 * MS));
+        let quiet = tokio::time::timeout(
+            600 * MS,
+            h2_watchdog(&w, 200 * MS, Duration::ZERO, 200 * MS),
+        );
         assert!(quiet.await.is_err());
         s.handed();
         let t = Instant::now();
-        let v = h2_watchdog(&w, 30_000 * MS, 400 * MS).await;
+        let v = h2_watchdog(&w, 30_000 * MS, Duration::ZERO, 400 * MS).await;
         assert_eq!(v, Verdict::Stalled);
         assert!(t.elapsed() <= 2000 * MS, "{:?}", t.elapsed());
         s.polled();
