@@ -635,6 +635,24 @@ fn same_answers_as_nginx() {
             ));
         }
     }
+    // Host as RFC 9112 §3.2 asks, nginx as the reference: none (HTTP/1.1),
+    // two, or an invalid one is 400; HTTP/1.0 may go without.
+    for (what, head) in [
+        ("no Host", "GET /hello.txt HTTP/1.1\r\n"),
+        (
+            "two Hosts",
+            "GET /hello.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+        ),
+        ("Host with /", "GET /hello.txt HTTP/1.1\r\nHost: a/b\r\n"),
+        ("HTTP/1.0 without Host", "GET /hello.txt HTTP/1.0\r\n"),
+        ("one Host", "GET /hello.txt HTTP/1.1\r\nHost: a\r\n"),
+    ] {
+        let req = format!("{head}Connection: close\r\n\r\n");
+        let (m, n) = (raw(mine, &req).status, raw(theirs, &req).status);
+        if m != n {
+            diffs.push(format!("{what}: mote-web {m}, nginx {n}"));
+        }
+    }
     // 304 on our own ETag as nginx does on its own.
     for port in [mine, theirs] {
         let e = curl(&[&url(port, "/hello.txt")])
