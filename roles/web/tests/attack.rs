@@ -726,3 +726,22 @@ fn regression_many_idle_h2c_connections_do_not_keep_their_descriptors() {
     drop(idle);
     assert_eq!(get(port, "/hello.txt").status, 200);
 }
+
+#[test]
+fn a_request_head_over_64_kib_is_431() {
+    let (_web, port) = guarded("");
+    let big = "a".repeat(70 * 1024);
+    let r = raw(
+        port,
+        &format!("GET /hello.txt HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(r.status, 431);
+    let fits = "a".repeat(60 * 1024);
+    let r = raw(
+        port,
+        &format!(
+            "GET /hello.txt HTTP/1.1\r\nHost: a\r\nX-Big: {fits}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 200);
+}
