@@ -254,15 +254,32 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/pla
 Content-Length: 49\r\nRetry-After: 5\r\nConnection: close\r\n\r\n\
 mote-web: too many connections; try again later\n";
 
+/// Refused connections being drained at once, at most: past it they are
+/// closed at once, so a flood of them cannot hold descriptors either.
+const DRAINING: usize = 256;
+
 /// Refuses a connection past the limit: plain http gets [`BUSY`] (written
 /// once, without waiting), https is closed. What the client sent is read
 /// off for up to a second so that the close does not reset the answer.
 async fn refuse(stream: tokio::net::TcpStream, https: bool) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    static NOW: AtomicUsize = AtomicUsize::new(0);
+    struct Draining;
+    impl Drop for Draining {
+        fn drop(&mut self) {
+            NOW.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
     let mut stream = stream;
     if !https {
         let _ = stream.try_write(BUSY);
     }
+    if NOW.fetch_add(1, Ordering::Relaxed) >= DRAINING {
+        NOW.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let _draining = Draining;
     let _ = stream.shutdown().await;
     let drain = async {
         let mut buf = [0u8; 2048];
