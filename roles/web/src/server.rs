@@ -401,7 +401,7 @@ const H2_STREAM_WINDOW: u32 = 256 * 1024;
 const H2_CONN_WINDOW: u32 = 1024 * 1024;
 /// Answer bytes buffered per HTTP/2 stream, waiting for the client's
 /// window or the socket.
-const H2_SEND_BUFFER: usize = 32 * 1024;
+const H2_SEND_BUFFER: usize = 16 * 1024;
 /// After a GOAWAY for idleness, how long the client has to answer its
 /// PING (hyper waits for it, in case a request crossed the GOAWAY) and
 /// close, before the connection is dropped.
