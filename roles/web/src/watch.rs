@@ -182,7 +182,7 @@ impl<I> Watched<I> {
 
     fn progress(&mut self, n: usize) {
         self.armed = false;
-        if let Some(w) = &self.watch {
+        if let (Some(w), true) = (&self.watch, n > 0) {
             w.written.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
@@ -257,6 +257,51 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test]
+    async fn a_write_that_cannot_proceed_fails_after_the_send_timeout() {
+        use hyper_util::rt::TokioIo;
+        // The peer never reads: writes stop once the pipe is full.
+        let (_peer, ours) = tokio::io::duplex(1024);
+        let mut io = TokioIo::new(Watched::new(TokioIo::new(ours), 300 * MS, None));
+        let t = Instant::now();
+        let chunk = [0u8; 256];
+        let err = loop {
+            match tokio::io::AsyncWriteExt::write(&mut io, &chunk).await {
+                Ok(_) => assert!(t.elapsed() < 5000 * MS, "never stalled"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = t.elapsed();
+        assert!(took >= 300 * MS && took < 3000 * MS, "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn writes_that_proceed_never_time_out() {
+        use hyper_util::rt::TokioIo;
+        use tokio::io::AsyncReadExt;
+        let (mut peer, ours) = tokio::io::duplex(1024);
+        let w = Arc::new(ConnWatch::default());
+        let mut io = TokioIo::new(Watched::new(TokioIo::new(ours), 200 * MS, Some(w.clone())));
+        // A slow reader: each stall is shorter than the timeout.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let mut got = 0;
+            while got < 8 * 1024 {
+                tokio::time::sleep(50 * MS).await;
+                got += peer.read(&mut buf).await.unwrap();
+            }
+            got
+        });
+        for _ in 0..32 {
+            tokio::io::AsyncWriteExt::write_all(&mut io, &[1u8; 256])
+                .await
+                .unwrap();
+        }
+        assert_eq!(reader.await.unwrap(), 8 * 1024);
+        assert_eq!(w.written.load(Ordering::Relaxed), 8 * 1024);
+    }
 
     #[tokio::test]
     async fn an_idle_h2_connection_is_let_go_after_the_idle_time() {
