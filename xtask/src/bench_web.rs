@@ -13,6 +13,13 @@
 //! and each server's peak RSS under load (VmRSS from /proc, summed over
 //! nginx's processes).
 //!
+//! A last case holds 1,000 idle HTTP/2 connections (h2c with prior
+//! knowledge: the preface and an empty SETTINGS frame, then silence) open
+//! on each server while wrk loads the small file over HTTP/1, and prints the
+//! server's RSS beside the throughput: idle clients must neither starve the
+//! rest nor cost much memory. nginx takes h2c on a `listen … http2` port of
+//! its own; mote-web tells h2c from HTTP/1 on its one port.
+//!
 //! mote-web runs with `--workers 2`, nginx with `worker_processes 2`.
 //! Everything is on 127.0.0.1, in a temporary directory removed at the end;
 //! nginx runs as root with `daemon off` and its pid file in that directory.
@@ -26,7 +33,8 @@ use anyhow::{bail, Context};
 const USAGE: &str = "usage: cargo xtask bench web [--seconds N] [--rounds N]
 
   wrk against mote-web and nginx (same files, 2 workers each): small file,
-  100 KB file, 404, without keep-alive, HTTPS, and an app behind the proxy";
+  100 KB file, 404, without keep-alive, HTTPS, an app behind the proxy, and
+  the small file while 1,000 idle HTTP/2 connections are held open";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut secs = 4u64;
@@ -96,7 +104,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
 
     let ports: Vec<u16> = (0..7).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
-    let (w_http, w_https, n_http, n_https, n_proxy, app_port, _) = (
+    let (w_http, w_https, n_http, n_https, n_proxy, app_port, n_h2c) = (
         ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6],
     );
 
@@ -123,7 +131,7 @@ program = "{app}"
     std::fs::write(
         d.join("nginx.conf"),
         format!(
-            "user root;\ndaemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n include /etc/nginx/mime.types;\n access_log off;\n sendfile on;\n tcp_nopush on;\n keepalive_requests 100000;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n server {{ listen 127.0.0.1:{n_http}; root {root}; }}\n server {{ listen 127.0.0.1:{n_https} ssl http2; root {root}; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; }}\n server {{ listen 127.0.0.1:{n_proxy}; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $http_host; }} }}\n}}\n",
+            "user root;\ndaemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n include /etc/nginx/mime.types;\n access_log off;\n sendfile on;\n tcp_nopush on;\n keepalive_requests 100000;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}\n server {{ listen 127.0.0.1:{n_http}; root {root}; }}\n server {{ listen 127.0.0.1:{n_h2c} http2; root {root}; }}\n server {{ listen 127.0.0.1:{n_https} ssl http2; root {root}; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; }}\n server {{ listen 127.0.0.1:{n_proxy}; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $http_host; }} }}\n}}\n",
             d = d.display(),
             root = root.display()
         ),
@@ -155,7 +163,7 @@ program = "{app}"
     );
     let nginx_pid = procs.0[1].id();
     let web_pid = procs.0[2].id();
-    for p in [app_port, n_http, n_https, n_proxy, w_http, w_https] {
+    for p in [app_port, n_http, n_https, n_proxy, n_h2c, w_http, w_https] {
         wait_port(p)?;
     }
     // The managed app comes up in the background.
@@ -237,8 +245,97 @@ program = "{app}"
         rss_web as f64 / 1024.0,
         rss_nginx as f64 / 1024.0
     );
+
+    // 1,000 idle HTTP/2 connections held open on each server under load.
+    let idle = 1000;
+    let (mut m, mut n) = (Vec::new(), Vec::new());
+    let (mut idle_rss_web, mut idle_rss_nginx) = (0u64, 0u64);
+    let (mut held_web, mut held_nginx) = (0usize, 0usize);
+    for round in 0..rounds {
+        for first_web in [round % 2 == 0, round % 2 == 1] {
+            let (port, url, pid, tree) = if first_web {
+                (
+                    w_http,
+                    format!("http://127.0.0.1:{w_http}/small.html"),
+                    web_pid,
+                    false,
+                )
+            } else {
+                (
+                    n_h2c,
+                    format!("http://127.0.0.1:{n_http}/small.html"),
+                    nginx_pid,
+                    true,
+                )
+            };
+            let conns = hold_idle_h2c(port, idle)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let (result, rss, held) = if first_web {
+                (&mut m, &mut idle_rss_web, &mut held_web)
+            } else {
+                (&mut n, &mut idle_rss_nginx, &mut held_nginx)
+            };
+            result.push(wrk(&url, &[], secs, pid, rss, tree)?);
+            *held = (*held).max(still_open(&conns));
+        }
+    }
+    let (m_rps, m_p99) = medians(&m);
+    let (n_rps, n_p99) = medians(&n);
+    println!(
+        "\n{idle} idle HTTP/2 connections + load on the small file:\n{:<26} {:>12.0} {:>9.2} {:>12.0} {:>9.2} {:>7.2} {:>7.2}",
+        "small, 1,000 idle h2",
+        m_rps,
+        m_p99,
+        n_rps,
+        n_p99,
+        m_rps / n_rps.max(1.0),
+        m_p99 / n_p99.max(0.001),
+    );
+    println!(
+        "peak RSS with them: mote-web {:.1} MB, nginx {:.1} MB; idle connections still open at the end of a run: mote-web {held_web}, nginx {held_nginx}",
+        idle_rss_web as f64 / 1024.0,
+        idle_rss_nginx as f64 / 1024.0
+    );
     drop(procs);
     Ok(())
+}
+
+/// Open `count` HTTP/2 connections with prior knowledge on `port`: each
+/// sends the client preface and an empty SETTINGS frame, then nothing.
+fn hold_idle_h2c(port: u16, count: usize) -> anyhow::Result<Vec<std::net::TcpStream>> {
+    use std::io::Write;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    (0..count)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+                .with_context(|| format!("holding idle HTTP/2 connections on {port}"))?;
+            s.write_all(PREFACE)?;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// How many of `conns` the server has not closed (a read that would block
+/// means open; 0 bytes or an error means closed). Reads what the server
+/// sent (its SETTINGS, a GOAWAY) along the way.
+fn still_open(conns: &[std::net::TcpStream]) -> usize {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    conns
+        .iter()
+        .filter(|s| {
+            let mut s: &std::net::TcpStream = s;
+            let _ = s.set_nonblocking(true);
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return false,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(_) => return false,
+                }
+            }
+        })
+        .count()
 }
 
 /// The value of `flag`: a whole number from 1 to `max`.
