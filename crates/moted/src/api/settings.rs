@@ -193,3 +193,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "settings_fuzz.rs"]
+mod fuzz;
