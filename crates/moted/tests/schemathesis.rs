@@ -19,7 +19,9 @@
 //! /v1/events/follow` (a stream that never ends).
 //!
 //! `MOTE_SCHEMATHESIS_EXAMPLES` sets the examples per operation (default
-//! [`EXAMPLES`]); `MOTE_SCHEMATHESIS` names the program (default
+//! [`EXAMPLES`]); `MOTE_SCHEMATHESIS_MAX_TIME` (seconds) keeps fuzzing until
+//! that much time is spent (`cargo xtask fuzz`); `MOTE_SCHEMATHESIS_CHECKS`
+//! replaces [`CHECKS`]; `MOTE_SCHEMATHESIS` names the program (default
 //! `schemathesis` on `PATH`).
 
 use std::path::{Path, PathBuf};
@@ -162,6 +164,11 @@ async fn schemathesis_finds_no_server_error_and_refused_writes_change_nothing() 
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or(EXAMPLES);
+    // `cargo xtask fuzz`: fuzz until this many seconds are spent.
+    let max_time = std::env::var("MOTE_SCHEMATHESIS_MAX_TIME")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    let budget = BUDGET + Duration::from_secs(max_time.unwrap_or(0));
     let checks = std::env::var("MOTE_SCHEMATHESIS_CHECKS").unwrap_or_else(|_| CHECKS.join(","));
     let har = dir.path().join("exchanges.har");
     let mut cmd = tokio::process::Command::new(&program);
@@ -178,6 +185,9 @@ async fn schemathesis_finds_no_server_error_and_refused_writes_change_nothing() 
         .args(["--report", "har", "--report-har-path"])
         .arg(&har)
         .args(["--suppress-health-check", "all", "--warnings", "off"]);
+    if let Some(secs) = max_time {
+        cmd.args(["--max-time", &secs.to_string()]);
+    }
     for op in LEFT_OUT {
         cmd.args(["--exclude-operation-id", op]);
     }
@@ -186,9 +196,9 @@ async fn schemathesis_finds_no_server_error_and_refused_writes_change_nothing() 
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let started = Instant::now();
-    let out = tokio::time::timeout(BUDGET, cmd.output())
+    let out = tokio::time::timeout(budget, cmd.output())
         .await
-        .unwrap_or_else(|_| panic!("schemathesis ran past {BUDGET:?}: lower --max-examples"))
+        .unwrap_or_else(|_| panic!("schemathesis ran past {budget:?}: lower --max-examples"))
         .expect("schemathesis runs");
     let took = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -40,15 +40,16 @@ where
     let number = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok());
     let cases = number("MOTE_FUZZ_CASES").map_or(CASES, |n| n.clamp(1, u32::MAX.into()) as u32);
     let until = number("MOTE_FUZZ_UNTIL").unwrap_or(0);
-    let mut runner = TestRunner::new(Config {
+    let config = Config {
         cases,
         failure_persistence: None,
         ..Config::default()
-    });
+    };
     let started = std::time::Instant::now();
     let mut rounds = 0u64;
     loop {
-        if let Err(e) = runner.run(&strategy, &test) {
+        // A runner per round: each starts from a new random seed.
+        if let Err(e) = TestRunner::new(config.clone()).run(&strategy, &test) {
             panic!("{name}: {e}");
         }
         rounds += 1;
