@@ -176,7 +176,7 @@ fn fetch(url: &str, patience: Duration) -> anyhow::Result<String> {
 }
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
-    prereqs::ensure(&prereqs::TEST)?;
+    prereqs::ensure(prereqs::TEST)?;
     prereqs::ensure_python_tools()?;
     eprintln!("xtask: cargo fmt --check…");
     run(Command::new(env!("CARGO")).args(["fmt", "--all", "--check"]))

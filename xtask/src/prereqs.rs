@@ -18,7 +18,7 @@ pub const DEMO: [Need; 5] = [
 ];
 
 /// For `cargo xtask test`: the demo's plus the peers tests talk to.
-pub const TEST: [Need; 13] = [
+pub const TEST: &[Need] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("mkfs.ext4", "e2fsprogs"),
     ("curl", "curl"),
@@ -27,11 +27,14 @@ pub const TEST: [Need; 13] = [
     ("ip", "iproute2"),
     ("nft", "nftables"),
     ("dnsmasq", "dnsmasq-base"),
+    ("nmap", "nmap"),
     ("cpio", "cpio"),
     ("busybox", "busybox"),
     ("nginx", "nginx-light"),
     ("pip3", "python3-pip"),
     ("kill", "procps"),
+    ("minisign", "minisign"),
+    ("openssl", "openssl"),
 ];
 
 fn have(program: &str) -> bool {

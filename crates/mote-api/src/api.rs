@@ -32,6 +32,12 @@ pub struct LoginRequest {
     pub username: String,
     /// The administrator password.
     pub password: String,
+    /// The device id an earlier login from this client was given
+    /// ([`LoginResponse::device`]): a login that carries a live one is not
+    /// held back by locks aimed at others at the same address (a guesser
+    /// behind the same NAT); three wrong passwords with it end it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Answer to `POST /v1/login`: send `Authorization: Bearer TOKEN`.
@@ -42,6 +48,11 @@ pub struct LoginResponse {
     pub token: String,
     /// When the token stops working.
     pub expires_at_ms: u64,
+    /// This client's device id (256 random bits, hex; 30 days): send it
+    /// with the next logins as [`LoginRequest::device`]. It proves the
+    /// client knew the password once; it is no token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Every error answer.
@@ -89,14 +100,56 @@ pub struct Done {
     pub message: String,
 }
 
+/// What answers show instead of the administrator's password hash: a hash
+/// is a secret (it can be attacked offline), and no reader needs it.
+/// Writing a new one with `PATCH /v1/settings` still works; writing this
+/// text back is refused by validation (it is no argon2id hash), so a
+/// read-modify-write cannot clobber the credential.
+pub const REDACTED: &str = "(redacted; PATCH system.admin_password_hash to change it)";
+
 /// `GET /v1/settings`, and the answer to every settings change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its secret fields never leave in clear, by construction: serializing it
+/// always writes `system.admin_password_hash` as [`REDACTED`] (when one is
+/// set), whichever route answers with it. The store writes its own record
+/// type, never this one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VersionedSettings {
     /// Version of the stored settings (1 is the image's).
     pub version: u64,
     /// The whole settings tree.
     pub settings: NodeSettings,
+}
+
+impl VersionedSettings {
+    /// The settings with their secrets replaced by [`REDACTED`].
+    pub fn redacted(&self) -> NodeSettings {
+        redact(self.settings.clone())
+    }
+}
+
+/// `settings` with the secrets replaced by [`REDACTED`].
+pub fn redact(mut settings: NodeSettings) -> NodeSettings {
+    if !settings.system.admin_password_hash.is_empty() {
+        settings.system.admin_password_hash = REDACTED.into();
+    }
+    settings
+}
+
+impl Serialize for VersionedSettings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire {
+            version: u64,
+            settings: NodeSettings,
+        }
+        Wire {
+            version: self.version,
+            settings: self.redacted(),
+        }
+        .serialize(s)
+    }
 }
 
 /// The `ETag` of settings version `version`, as `GET /v1/settings` and every
@@ -517,6 +570,35 @@ pub struct Audit {
     pub entries: Vec<AuditEntry>,
 }
 
+/// One live session, as `GET /v1/sessions` lists it: never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SessionInfo {
+    /// 12 hex digits of the token's SHA-256: tells sessions apart without
+    /// giving the token away.
+    pub id: String,
+    /// Who logged in.
+    pub user: String,
+    /// The address the login came from.
+    pub source: String,
+    /// When the token was issued.
+    pub issued_ms: u64,
+    /// When it stops working (unless revoked earlier).
+    pub expires_ms: u64,
+    /// The session of the token this list was asked with.
+    pub current: bool,
+}
+
+/// `GET /v1/sessions`: the live sessions, oldest first. Logging out
+/// (`POST /v1/logout`) ends the caller's; a changed
+/// `system.admin_password_hash` ends every one issued before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Sessions {
+    /// Oldest first.
+    pub sessions: Vec<SessionInfo>,
+}
+
 /// The SHA-256 fingerprint of a DER certificate as moted prints it and the
 /// client pins it: uppercase hex pairs joined by `:`.
 pub fn fingerprint(der: &[u8]) -> String {
@@ -580,6 +662,22 @@ mod tests {
         }
         .into();
         assert_eq!(q.since_ms, Some(5));
+    }
+
+    #[test]
+    fn versioned_settings_never_serialize_the_hash() {
+        let mut settings = NodeSettings::default();
+        settings.system.admin_password_hash =
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into();
+        let v = VersionedSettings {
+            version: 3,
+            settings,
+        };
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(!text.contains("argon2"), "{text}");
+        assert!(text.contains(REDACTED), "{text}");
+        let back: VersionedSettings = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.settings.system.admin_password_hash, REDACTED);
     }
 
     #[test]

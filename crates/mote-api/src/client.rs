@@ -121,6 +121,7 @@ pub struct Client {
     verifier: Arc<PinVerifier>,
     fingerprint: String,
     token: Option<String>,
+    device: Option<String>,
 }
 
 impl Client {
@@ -140,6 +141,7 @@ impl Client {
             verifier: verifier.clone(),
             fingerprint: String::new(),
             token: None,
+            device: None,
         };
         let _stream = client.tls().await?;
         let seen = verifier.seen().unwrap_or_default();
@@ -289,11 +291,40 @@ impl Client {
                 &LoginRequest {
                     username: username.into(),
                     password: password.into(),
+                    device: self.device.clone(),
                 },
             )
             .await?;
         self.token = Some(r.token.clone());
+        if r.device.is_some() {
+            self.device = r.device.clone();
+        }
         Ok(r)
+    }
+
+    /// The device id the node gave at the last login (keep it with the
+    /// token: it lets this client log in through a lock aimed at a guesser
+    /// at the same address).
+    pub fn device(&self) -> Option<&str> {
+        self.device.as_deref()
+    }
+
+    /// Uses a device id kept from an earlier login.
+    pub fn set_device(&mut self, device: Option<String>) {
+        self.device = device;
+    }
+
+    /// `POST /v1/logout`: ends this session on the node (the token stops
+    /// working) and forgets it here.
+    pub async fn logout(&mut self) -> Result<Done, ClientError> {
+        let done = self.post("/v1/logout", &()).await?;
+        self.token = None;
+        Ok(done)
+    }
+
+    /// `GET /v1/sessions`: the node's live sessions (never their tokens).
+    pub async fn sessions(&self) -> Result<Sessions, ClientError> {
+        self.get("/v1/sessions").await
     }
 
     /// `GET /v1/openapi.json`

@@ -55,6 +55,14 @@ pub enum StoreError {
     NoVersion(u64),
 }
 
+impl StoreError {
+    /// Did it fail because the state disk is full?
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull
+            || source.raw_os_error() == Some(28 /* ENOSPC */))
+    }
+}
+
 /// One stored version (a history file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stored {
@@ -72,10 +80,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Versions the history keeps by default; older ones are deleted as new
+/// ones are stored ([`Store::set_history_depth`]).
+pub const HISTORY_DEPTH: usize = 100;
+
 /// The store, as moted holds it: the version in force and the files.
 pub struct Store {
     dir: PathBuf,
     current: Stored,
+    depth: usize,
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -91,11 +104,19 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{}.tmp", name.unwrap_or_default()));
-    let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(data).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io("rename", path))?;
+    let written = fs::File::create(&tmp)
+        .map_err(io("create", &tmp))
+        .and_then(|mut f| {
+            f.write_all(data).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))
+        })
+        .and_then(|()| fs::rename(&tmp, path).map_err(io("rename", path)));
+    if let Err(e) = written {
+        // A half-written temporary file would only take the room a full
+        // disk lacks; it is never read.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("fsync", dir))?;
@@ -194,6 +215,7 @@ impl Store {
                 let store = Self {
                     dir: dir.to_path_buf(),
                     current: first,
+                    depth: HISTORY_DEPTH,
                 };
                 store.write(&store.current)?;
                 return Ok((store, problems));
@@ -203,6 +225,7 @@ impl Store {
             Self {
                 dir: dir.to_path_buf(),
                 current,
+                depth: HISTORY_DEPTH,
             },
             problems,
         ))
@@ -234,8 +257,16 @@ impl Store {
             path: self.history_path(s.entry.version),
             source,
         })?;
-        write_atomic(&self.history_path(s.entry.version), &data)?;
-        write_atomic(&self.dir.join("current.json"), &data)
+        let history = self.history_path(s.entry.version);
+        write_atomic(&history, &data)?;
+        if let Err(e) = write_atomic(&self.dir.join("current.json"), &data) {
+            // Not committed after all (the caller says so and rolls back):
+            // take the history file back too, or the next boot, which runs
+            // the newest version, would run it.
+            let _ = fs::remove_file(&history);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The settings in force.
@@ -243,6 +274,32 @@ impl Store {
         VersionedSettings {
             version: self.current.entry.version,
             settings: self.current.settings.clone(),
+        }
+    }
+
+    /// The settings in force, without a copy.
+    pub fn settings(&self) -> &NodeSettings {
+        &self.current.settings
+    }
+
+    /// Keeps at most `depth` versions (at least 1) in the history from the
+    /// next [`Store::save`] on.
+    pub fn set_history_depth(&mut self, depth: usize) {
+        self.depth = depth.max(1);
+    }
+
+    /// Deletes the oldest history files beyond the depth (never the
+    /// version in force). Best effort: a file that cannot be deleted now
+    /// is deleted by a later save.
+    fn prune(&self) {
+        let Ok(versions) = self.versions() else {
+            return;
+        };
+        let excess = versions.len().saturating_sub(self.depth);
+        for v in versions.into_iter().take(excess) {
+            if v != self.current.entry.version {
+                let _ = fs::remove_file(self.history_path(v));
+            }
         }
     }
 
@@ -276,6 +333,7 @@ impl Store {
         };
         self.write(&s)?;
         self.current = s;
+        self.prune();
         Ok(self.current())
     }
 
@@ -296,6 +354,23 @@ mod tests {
         let mut s = NodeSettings::default();
         s.system.hostname = host.into();
         s
+    }
+
+    #[test]
+    fn the_history_keeps_its_depth_and_numbers_go_on() {
+        let d = tempfile::tempdir().unwrap();
+        let mut st = Store::open(d.path(), || settings("a")).unwrap().0;
+        st.set_history_depth(3);
+        for i in 0..10 {
+            st.save(settings(&format!("h{i}")), "admin", "test")
+                .unwrap();
+        }
+        assert_eq!(st.versions().unwrap(), vec![9, 10, 11]);
+        assert_eq!(st.current().version, 11);
+        let st = Store::open(d.path(), || settings("x")).unwrap().0;
+        assert_eq!(st.current().version, 11);
+        assert_eq!(st.next_version().unwrap(), 12);
+        assert!(matches!(st.load(2), Err(StoreError::NoVersion(2))));
     }
 
     #[test]

@@ -82,5 +82,6 @@ pub use password::PasswordError;
 pub use settings::{
     Firewall, FirewallRule, FirstBoot, Interface, Ipv4Mode, Ipv6Mode, Management, Network,
     NodeSettings, Policy, Port, Protocol, RestartPolicy, Roles, Service, System,
-    DEFAULT_MANAGEMENT_PORT, KNOWN_CAPABILITIES, KNOWN_PACKAGES, WEB_PORTS,
+    DEFAULT_MANAGEMENT_PORT, DEFAULT_OPEN_FILES, KNOWN_CAPABILITIES, KNOWN_PACKAGES,
+    MAX_OPEN_FILES, WEB_PORTS,
 };

@@ -149,6 +149,7 @@ mod tests {
             ports: ports.to_vec(),
             stop_timeout_secs: 5,
             capabilities: Vec::new(),
+            open_files: None,
         }
     }
 

@@ -222,7 +222,15 @@ pub enum Policy {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FirewallRule {
-    /// Unique name, used to enable, disable or remove the rule.
+    /// Unique name, used to enable, disable or remove the rule: 1–64
+    /// printable characters.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1, max = 64),
+            regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")
+        )
+    )]
     pub name: String,
     /// Destination port.
     pub port: u16,
@@ -309,6 +317,23 @@ pub struct Service {
     /// `net_bind_service` (bind ports below 1024) today.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// Open files the service may hold (`RLIMIT_NOFILE`, soft and hard);
+    /// [`DEFAULT_OPEN_FILES`] when not given. A server holds one per
+    /// connection: the kernel's default of 1,024 is too few.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+}
+
+/// `RLIMIT_NOFILE` of a service that does not set `open_files`.
+pub const DEFAULT_OPEN_FILES: u64 = 65_536;
+/// The most `open_files` may be (the kernel's default `fs.nr_open`).
+pub const MAX_OPEN_FILES: u64 = 1 << 20;
+
+impl Service {
+    /// The `RLIMIT_NOFILE` PID 1 sets for it.
+    pub fn open_files(&self) -> u64 {
+        self.open_files.unwrap_or(DEFAULT_OPEN_FILES)
+    }
 }
 
 /// The capabilities a service may keep.

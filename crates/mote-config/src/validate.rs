@@ -245,6 +245,9 @@ fn check_network(network: &Network, out: &mut Problems) {
     }
 }
 
+/// The longest firewall rule name, in characters.
+pub const MAX_RULE_NAME: usize = 64;
+
 fn check_firewall(firewall: &Firewall, out: &mut Problems) {
     let mut first_named: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, rule) in firewall.rules.iter().enumerate() {
@@ -255,6 +258,15 @@ fn check_firewall(firewall: &Firewall, out: &mut Problems) {
                 join(&path, "name"),
                 quote(&rule.name),
                 "a name that is not empty",
+            ));
+        } else if rule.name.chars().count() > MAX_RULE_NAME
+            || rule.name.chars().any(|c| c.is_control())
+        {
+            let shown: String = rule.name.chars().take(MAX_RULE_NAME).collect();
+            out.push(Invalid::new(
+                join(&path, "name"),
+                quote(&shown),
+                "at most 64 printable characters (no control characters)",
             ));
         } else if first != i {
             out.push(
@@ -373,6 +385,15 @@ fn check_services(services: &BTreeMap<String, Service>, out: &mut Problems) {
                     index(&join(&path, "ports"), i),
                     "0",
                     "a port from 1 to 65535",
+                ));
+            }
+        }
+        if let Some(n) = service.open_files {
+            if !(64..=crate::MAX_OPEN_FILES).contains(&n) {
+                out.push(Invalid::new(
+                    join(&path, "open_files"),
+                    n.to_string(),
+                    "64 to 1048576 open files",
                 ));
             }
         }
@@ -534,6 +555,7 @@ mod tests {
                 }],
                 stop_timeout_secs: 5,
                 capabilities: Vec::new(),
+                open_files: None,
             },
         );
         assert_eq!(paths(&node), ["management.port"]);

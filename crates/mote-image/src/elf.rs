@@ -6,62 +6,28 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use object::elf::PT_INTERP;
-use object::read::elf::{FileHeader, ProgramHeader};
-use object::read::ReadCache;
-use object::{elf, Endianness, FileKind};
-
 use crate::error::io_error;
 use crate::ImageBuildError;
 
 /// Fails when `file` (at `path`) is an ELF file with a program interpreter.
-/// Non-ELF files pass. Reads only the headers.
+/// Non-ELF files pass. Reads only the headers; the ELF reading is
+/// `mote_package::elf`, which package builds use too.
 pub(crate) fn check_static(path: &Path, file: &File) -> Result<(), ImageBuildError> {
+    // A read error on the first bytes is an I/O error, not "not ELF".
     let mut magic = [0u8; 4];
-    let n = file
-        .read_at(&mut magic, 0)
+    file.read_at(&mut magic, 0)
         .map_err(io_error("reading", path))?;
-    if n < 4 || magic != elf::ELFMAG {
-        return Ok(());
-    }
-    let cache = ReadCache::new(file);
-    let bad = |reason: String| ImageBuildError::BadElf {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let interpreter = match FileKind::parse(&cache).map_err(|e| bad(e.to_string()))? {
-        FileKind::Elf32 => interpreter::<elf::FileHeader32<Endianness>>(&cache),
-        FileKind::Elf64 => interpreter::<elf::FileHeader64<Endianness>>(&cache),
-        _ => return Ok(()),
-    }
-    .map_err(bad)?;
-    match interpreter {
-        Some(interpreter) => Err(ImageBuildError::DynamicElf {
+    match mote_package::elf::file_interpreter(file) {
+        Ok(None) => Ok(()),
+        Ok(Some(interpreter)) => Err(ImageBuildError::DynamicElf {
             path: path.to_path_buf(),
             interpreter,
         }),
-        None => Ok(()),
+        Err(e) => Err(ImageBuildError::BadElf {
+            path: path.to_path_buf(),
+            reason: e.0,
+        }),
     }
-}
-
-fn interpreter<H: FileHeader<Endian = Endianness>>(
-    data: &ReadCache<&File>,
-) -> Result<Option<String>, String> {
-    let header = H::parse(data).map_err(|e| e.to_string())?;
-    let endian = header.endian().map_err(|e| e.to_string())?;
-    for segment in header
-        .program_headers(endian, data)
-        .map_err(|e| e.to_string())?
-    {
-        if segment.p_type(endian) == PT_INTERP {
-            let bytes = segment
-                .data(endian, data)
-                .map_err(|()| "PT_INTERP lies outside the file".to_string())?;
-            let name = bytes.split(|b| *b == 0).next().unwrap_or_default();
-            return Ok(Some(String::from_utf8_lossy(name).into_owned()));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

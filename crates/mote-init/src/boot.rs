@@ -52,6 +52,7 @@ pub const MODULES: &str = "/etc/mote/modules";
 pub async fn run(events: &Events, init_ms: u64) -> Action {
     system::mount_pseudo_filesystems(events);
     system::disable_ctrl_alt_del();
+    system::raise_open_files_ceiling(events);
     if system::kernel_cmdline()
         .split_whitespace()
         .any(|w| w == "mote.verbose")

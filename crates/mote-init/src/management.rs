@@ -42,6 +42,7 @@ pub fn services(settings: &NodeSettings, moted: &Path) -> (BTreeMap<String, Serv
                 }],
                 stop_timeout_secs: 5,
                 capabilities: Vec::new(),
+                open_files: None,
             },
         );
         first.push(SERVICE.to_owned());
@@ -106,6 +107,7 @@ pub fn add_web(
             ports: Vec::new(),
             stop_timeout_secs: 5,
             capabilities: vec!["net_bind_service".into()],
+            open_files: None,
         },
     );
 }

@@ -141,6 +141,48 @@ pub fn disable_ctrl_alt_del() {
     unsafe { libc::reboot(libc::RB_DISABLE_CAD) };
 }
 
+/// PID 1's hard `RLIMIT_NOFILE`: the most a service can be given.
+pub fn open_files_ceiling() -> libc::rlim_t {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct on our stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_max
+}
+
+/// Raise PID 1's hard `RLIMIT_NOFILE` to the most a service may ask for.
+/// Children inherit it, so a service's own limit (set after it has become
+/// its user, when it can no longer raise a hard limit) can be anything up
+/// to it. PID 1's soft limit stays as it is.
+pub fn raise_open_files_ceiling(events: &Events) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct on our stack.
+    let result = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            -1
+        } else {
+            limit.rlim_max = limit.rlim_max.max(mote_config::MAX_OPEN_FILES);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit)
+        }
+    };
+    if result != 0 {
+        events.warn(
+            "init",
+            format!(
+                "cannot raise the open-files ceiling: {}; services keep the kernel's",
+                std::io::Error::last_os_error()
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

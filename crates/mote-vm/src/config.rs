@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::NetMode;
+
 /// How to run one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunConfig {
@@ -20,7 +22,10 @@ pub struct RunConfig {
     pub memory_mib: u32,
     /// Virtual CPUs.
     pub cpus: u32,
-    /// Ports forwarded from 127.0.0.1 on the host into the guest.
+    /// The node's network: user-mode (the default), a tap, or a bridge.
+    pub net: NetMode,
+    /// Ports forwarded from 127.0.0.1 on the host into the guest (user-mode
+    /// network only).
     pub forwards: Vec<Forward>,
     /// The state disk; `None` is `state.img` in the node's directory.
     pub state_disk: Option<PathBuf>,
@@ -41,7 +46,7 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// A config with the defaults: 256 MiB, 1 CPU, no forwards, a 256 MiB
+    /// A config with the defaults: 256 MiB, 1 CPU, user-mode network, no forwards, a 256 MiB
     /// state disk in the node's directory, automatic accelerator, microvm.
     pub fn new(name: impl Into<String>, image_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -49,6 +54,7 @@ impl RunConfig {
             image_dir: image_dir.into(),
             memory_mib: 256,
             cpus: 1,
+            net: NetMode::User,
             forwards: Vec::new(),
             state_disk: None,
             state_disk_mib: 256,

@@ -98,6 +98,57 @@ pub enum VmError {
         #[source]
         source: std::io::Error,
     },
+    /// Port forwards asked for on a network that has none.
+    #[error(
+        "port forwards work only on the user-mode network, not on {net}: reach the node at its \
+         own address on the segment, or drop --net to use --forward"
+    )]
+    ForwardsNeedUserNet {
+        /// The network asked for.
+        net: crate::NetMode,
+    },
+    /// The tap or bridge named does not exist.
+    #[error("{kind} {name} does not exist: {fix}")]
+    NoInterface {
+        /// `tap` or `bridge`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// How to make it.
+        fix: String,
+    },
+    /// `--net tap=NAME` names an interface that is not a tap.
+    #[error("{name} is not a tap device: pass a tap (`ip tuntap add NAME mode tap`), or --net bridge={name} if it is a bridge")]
+    NotATap {
+        /// The interface.
+        name: String,
+    },
+    /// The tap mote would make for the node exists already.
+    #[error("interface {name} exists already (another run of this node?): remove it, or use it with --net tap={name}")]
+    InterfaceExists {
+        /// The interface.
+        name: String,
+    },
+    /// Making the node's tap failed.
+    #[error(
+        "cannot make tap {name}: it needs root or CAP_NET_ADMIN; without them make one with \
+         `sudo ip tuntap add {name} mode tap user $USER && sudo ip link set {name} up` and pass --net tap={name}"
+    )]
+    TapCreate {
+        /// The tap.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `ip link` refused.
+    #[error("`{command}` failed: {stderr}")]
+    Ip {
+        /// The command.
+        command: String,
+        /// What ip printed.
+        stderr: String,
+    },
     /// A program we need is not installed.
     #[error("{program} not found: {fix}")]
     ProgramMissing {

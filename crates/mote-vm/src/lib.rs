@@ -39,8 +39,12 @@
 //!   with QEMU's `logfile=` writing everything to `serial.log` (or
 //!   [`RunConfig::log`]). [`RunningNode::wait_ready`] tails that log; with
 //!   [`RunConfig::console`] a thread echoes it to our stdout.
-//! - **Network**: user-mode networking with `hostfwd` rules bound to
-//!   127.0.0.1 only; host port 0 picks a free port.
+//! - **Network** ([`NetMode`]): user-mode networking with `hostfwd` rules
+//!   bound to 127.0.0.1 only (host port 0 picks a free port), or a real
+//!   segment: the caller's tap (`tap=NAME`), a tap mote makes (`tap`), or one
+//!   it makes on a bridge (`bridge=NAME`, else QEMU's bridge helper). A tap
+//!   mote makes is handed to QEMU as an open fd and vanishes when QEMU exits.
+//!   The MAC is [`mac_address`] of the node's name, the same on every boot.
 //! - **State disk**: a raw file made with `mkfs.ext4` on first use (ext4 is
 //!   journaled and built into the Debian cloud kernel; making it on the host
 //!   keeps mkfs out of the node), attached as virtio-blk with
@@ -53,7 +57,9 @@
 //!   kills.
 //!
 //! # Limits
-//! - x86_64 guests only, QEMU's user-mode network only (no bridge or tap).
+//! - x86_64 guests only. One network interface per node.
+//! - Making a tap needs `CAP_NET_ADMIN`; without it `tap` fails with advice
+//!   and `bridge=NAME` relies on QEMU's setuid bridge helper.
 //! - Forwarded host ports are checked free and then handed to QEMU, so another
 //!   program can take one in between; `wait_ready` then reports QEMU's error.
 //! - The serial console is echoed, not interactive: input would go through
@@ -93,17 +99,20 @@ mod accel;
 mod config;
 mod doctor;
 mod error;
+mod net;
 mod node;
 mod qemu;
 mod qmp;
 mod ready;
 pub mod registry;
+mod tap;
 mod tools;
 
 pub use accel::{probe_accel, Accel};
 pub use config::{AccelChoice, Forward, ForwardError, Machine, Protocol, RunConfig};
 pub use doctor::{doctor, doctor_with_cache, Check};
 pub use error::VmError;
+pub use net::{mac_address, tap_name, NetMode, NetModeError};
 pub use node::{start, RunningNode};
 pub use qmp::QmpError;
 pub use ready::{BootSplit, ReadyReport};

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::accel::{probe_accel, Accel, QEMU};
 use crate::config::{AccelChoice, Forward, Machine, Protocol, RunConfig};
 use crate::error::VmError;
-use crate::qemu::{host_tsc_khz, kernel_cmdline, qemu_args, LaunchPlan};
+use crate::net::{mac_address, NetMode};
+use crate::qemu::{host_tsc_khz, kernel_cmdline, qemu_args, LaunchPlan, Netdev};
 use crate::ready::{classify, report, ConsoleEvent, LogTail, ReadyReport, POLL};
 use crate::registry::{self, RunRecord};
+use crate::tap::{self, Backend, TAP_FD};
 use crate::{qmp, tools};
 
 /// A node whose QEMU we spawned. Dropping it leaves the node running (it is
@@ -28,6 +31,9 @@ pub struct RunningNode {
     dir: PathBuf,
     child: Child,
     forwards: Vec<Forward>,
+    net: NetMode,
+    mac: String,
+    tap: Option<String>,
     accel: Accel,
     notice: Option<String>,
     serial_log: PathBuf,
@@ -50,7 +56,8 @@ const MAX_SOCKET_PATH: usize = 107;
 
 /// Start a node: check the image, clean a stale record of the same name,
 /// pick free ports for forwards with host port 0, choose the accelerator,
-/// create the state disk on first use, spawn QEMU in its own process group
+/// create the state disk on first use, check or make the tap (see
+/// [`NetMode`]), spawn QEMU in its own process group
 /// (a terminal's Ctrl-C reaches only the caller, who decides whether to
 /// [`RunningNode::powerdown`]), and register the node.
 ///
@@ -89,6 +96,11 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         }
         registry::remove_record(&dir);
     }
+    if !cfg.net.forwards() && !cfg.forwards.is_empty() {
+        return Err(VmError::ForwardsNeedUserNet {
+            net: cfg.net.clone(),
+        });
+    }
     let forwards = resolve_forwards(&cfg.forwards)?;
     let (accel, notice) = resolve_accel(cfg.accel)?;
 
@@ -126,6 +138,16 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         _ => None,
     };
     let append = kernel_cmdline(&image_cmdline, &cfg.extra_cmdline, tsc_khz);
+    let mac = mac_address(&cfg.name);
+    // Last before the spawn: a tap we make lives as long as its fd, and an
+    // error from here on drops it.
+    let backend = tap::resolve(&cfg.net, &cfg.name)?;
+    let net = match &backend {
+        Backend::User => Netdev::User(&forwards),
+        Backend::OwnedTap { .. } => Netdev::TapFd(TAP_FD),
+        Backend::NamedTap { ifname } => Netdev::Tap(ifname),
+        Backend::Helper { bridge } => Netdev::Bridge(bridge),
+    };
     let plan = LaunchPlan {
         name: &cfg.name,
         machine: cfg.machine,
@@ -135,7 +157,8 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         kernel: utf8(&kernel)?,
         initrd: utf8(&initrd)?,
         append: &append,
-        forwards: &forwards,
+        net,
+        mac: &mac,
         state_disk: utf8(&state_disk)?,
         serial_socket: utf8(&serial_socket)?,
         serial_log: utf8(&serial_log)?,
@@ -148,22 +171,31 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         .map_err(|e| VmError::file("create", &qemu_log, e))?;
     let spawned = Instant::now();
     let started = SystemTime::now();
-    let mut child = Command::new(&qemu)
+    let mut command = Command::new(&qemu);
+    command
         .args(qemu_args(&plan))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
-        .process_group(0)
-        .spawn()
-        .map_err(|source| VmError::Spawn {
-            program: qemu.display().to_string(),
-            source,
-        })?;
+        .process_group(0);
+    if let Backend::OwnedTap { fd, .. } = &backend {
+        hand_over_fd(&mut command, fd.as_raw_fd());
+    }
+    let mut child = command.spawn().map_err(|source| VmError::Spawn {
+        program: qemu.display().to_string(),
+        source,
+    })?;
+    let tap = backend.tap().map(str::to_owned);
+    // QEMU has its own copy of a tap's fd now; the tap goes when it exits.
+    drop(backend);
 
     let record = RunRecord {
         name: cfg.name.clone(),
         pid: child.id(),
         forwards: forwards.clone(),
+        net: cfg.net.clone(),
+        mac: mac.clone(),
+        tap: tap.clone(),
         image_dir,
         qmp_socket: qmp_socket.clone(),
         serial_socket,
@@ -184,6 +216,9 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         dir,
         child,
         forwards,
+        net: cfg.net.clone(),
+        mac,
+        tap,
         accel,
         notice,
         tail: LogTail::new(&serial_log),
@@ -358,6 +393,22 @@ impl RunningNode {
         &self.forwards
     }
 
+    /// The network the node is on.
+    pub fn net(&self) -> &NetMode {
+        &self.net
+    }
+
+    /// The node's MAC address (see [`crate::mac_address`]).
+    pub fn mac(&self) -> &str {
+        &self.mac
+    }
+
+    /// The host side of the node's tap, on a tap or bridge network (`None`
+    /// on the user-mode network, and when QEMU's bridge helper made it).
+    pub fn tap(&self) -> Option<&str> {
+        self.tap.as_deref()
+    }
+
     /// The serial console log.
     pub fn serial_log(&self) -> &Path {
         &self.serial_log
@@ -383,6 +434,26 @@ impl RunningNode {
 impl Drop for RunningNode {
     fn drop(&mut self) {
         self.stop_echo();
+    }
+}
+
+/// Give the child `fd` as fd [`TAP_FD`], open across exec.
+fn hand_over_fd(command: &mut Command, fd: RawFd) {
+    // SAFETY: the closure runs between fork and exec and calls only dup2
+    // and fcntl, which are async-signal-safe; it touches no memory of ours.
+    unsafe {
+        command.pre_exec(move || {
+            if fd == TAP_FD {
+                // dup2 onto itself keeps FD_CLOEXEC: clear it instead.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, TAP_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -660,6 +731,9 @@ mod tests {
                 name: "busy".into(),
                 pid: std::process::id(),
                 forwards: vec![],
+                net: NetMode::User,
+                mac: String::new(),
+                tap: None,
                 image_dir: image.clone(),
                 qmp_socket: me,
                 serial_socket: dir.join("serial.sock"),

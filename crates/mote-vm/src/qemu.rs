@@ -4,6 +4,19 @@
 use crate::accel::Accel;
 use crate::config::{Forward, Machine};
 
+/// The `-netdev` backend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Netdev<'a> {
+    /// User-mode network with these forwards.
+    User(&'a [Forward]),
+    /// A tap QEMU finds open at this fd.
+    TapFd(i32),
+    /// A tap QEMU opens by name.
+    Tap(&'a str),
+    /// QEMU's bridge helper makes a tap on this bridge.
+    Bridge(&'a str),
+}
+
 /// Everything resolved that the command line needs. Paths are UTF-8 already.
 #[derive(Debug, Clone)]
 pub(crate) struct LaunchPlan<'a> {
@@ -15,7 +28,8 @@ pub(crate) struct LaunchPlan<'a> {
     pub kernel: &'a str,
     pub initrd: &'a str,
     pub append: &'a str,
-    pub forwards: &'a [Forward],
+    pub net: Netdev<'a>,
+    pub mac: &'a str,
     pub state_disk: &'a str,
     pub serial_socket: &'a str,
     pub serial_log: &'a str,
@@ -78,18 +92,26 @@ pub(crate) fn qemu_args(plan: &LaunchPlan<'_>) -> Vec<String> {
         esc(plan.qmp_socket)
     );
     push(&["-chardev", &qmp, "-mon", "chardev=qmp,mode=control"]);
-    let mut netdev = String::from("user,id=n0");
-    for f in plan.forwards {
-        netdev.push_str(&format!(
-            ",hostfwd={}:127.0.0.1:{}-:{}",
-            f.protocol, f.host, f.guest
-        ));
-    }
+    let netdev = match plan.net {
+        Netdev::User(forwards) => {
+            let mut netdev = String::from("user,id=n0");
+            for f in forwards {
+                netdev.push_str(&format!(
+                    ",hostfwd={}:127.0.0.1:{}-:{}",
+                    f.protocol, f.host, f.guest
+                ));
+            }
+            netdev
+        }
+        Netdev::TapFd(fd) => format!("tap,id=n0,fd={fd}"),
+        Netdev::Tap(ifname) => format!("tap,id=n0,ifname={},script=no,downscript=no", esc(ifname)),
+        Netdev::Bridge(bridge) => format!("bridge,id=n0,br={}", esc(bridge)),
+    };
     push(&[
         "-netdev",
         &netdev,
         "-device",
-        &format!("{net_device},netdev=n0"),
+        &format!("{net_device},netdev=n0,mac={}", plan.mac),
     ]);
     let drive = format!(
         "file={},if=none,format=raw,id=state,cache=writeback",
@@ -181,7 +203,8 @@ mod tests {
             kernel: "/img/vmlinuz",
             initrd: "/img/initrd.img",
             append: "console=ttyS0 quiet panic=-1",
-            forwards,
+            net: Netdev::User(forwards),
+            mac: "52:54:b9:81:fc:0e",
             state_disk: "/s/nodes/web01/state.img",
             serial_socket: "/s/nodes/web01/serial.sock",
             serial_log: "/s/nodes/web01/serial.log",
@@ -237,7 +260,7 @@ chardev=qmp,mode=control
 -netdev
 user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53
 -device
-virtio-net-device,netdev=n0
+virtio-net-device,netdev=n0,mac=52:54:b9:81:fc:0e
 -drive
 file=/s/nodes/web01/state.img,if=none,format=raw,id=state,cache=writeback
 -device
@@ -255,13 +278,33 @@ virtio-rng-device";
             "{args}"
         );
         assert!(
-            args.contains("-netdev user,id=n0 -device virtio-net-pci,netdev=n0"),
+            args.contains("-netdev user,id=n0 -device virtio-net-pci,netdev=n0,mac="),
             "{args}"
         );
         assert!(
             args.contains("-device virtio-blk-pci,drive=state"),
             "{args}"
         );
+    }
+
+    #[test]
+    fn taps_and_bridges_have_no_forwards() {
+        let tcg = Accel::Tcg { reason: "x".into() };
+        let mut p = plan(Machine::Microvm, &tcg, &[]);
+        let netdev = |p: &LaunchPlan<'_>| {
+            let args = qemu_args(p);
+            let at = args.iter().position(|a| a == "-netdev").unwrap();
+            format!("{} {}", args[at + 1], args[at + 3])
+        };
+        p.net = Netdev::TapFd(3);
+        assert_eq!(
+            netdev(&p),
+            "tap,id=n0,fd=3 virtio-net-device,netdev=n0,mac=52:54:b9:81:fc:0e"
+        );
+        p.net = Netdev::Tap("tap0");
+        assert!(netdev(&p).starts_with("tap,id=n0,ifname=tap0,script=no,downscript=no "));
+        p.net = Netdev::Bridge("br0");
+        assert!(netdev(&p).starts_with("bridge,id=n0,br=br0 "));
     }
 
     #[test]

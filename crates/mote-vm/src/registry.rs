@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Forward, Machine};
 use crate::error::VmError;
+use crate::net::NetMode;
 use crate::qmp;
 
 /// Where mote keeps node state: `$MOTE_STATE_DIR`, else
@@ -56,6 +57,12 @@ pub struct NodeRecord {
     pub alive: bool,
     /// Its port forwards, with the real host ports.
     pub forwards: Vec<Forward>,
+    /// Its network: `user`, `tap`, `tap=NAME` or `bridge=NAME`.
+    pub net: NetMode,
+    /// Its MAC address.
+    pub mac: String,
+    /// The host side of its tap, on a tap or bridge network.
+    pub tap: Option<String>,
     /// The image it booted.
     pub image_dir: PathBuf,
     /// When it was started.
@@ -117,6 +124,13 @@ pub(crate) struct RunRecord {
     pub name: String,
     pub pid: u32,
     pub forwards: Vec<Forward>,
+    /// Absent from records written before networks had modes.
+    #[serde(default)]
+    pub net: NetMode,
+    #[serde(default)]
+    pub mac: String,
+    #[serde(default)]
+    pub tap: Option<String>,
     pub image_dir: PathBuf,
     pub qmp_socket: PathBuf,
     pub serial_socket: PathBuf,
@@ -138,6 +152,9 @@ impl RunRecord {
             name: self.name,
             pid: self.pid,
             forwards: self.forwards,
+            net: self.net,
+            mac: self.mac,
+            tap: self.tap,
             image_dir: self.image_dir,
             started: UNIX_EPOCH + Duration::from_millis(self.started_unix_ms),
             serial_log: self.serial_log,
@@ -332,6 +349,9 @@ pub(crate) mod tests {
             name: name.into(),
             pid,
             forwards: vec!["8080:80".parse().unwrap()],
+            net: NetMode::User,
+            mac: "52:54:00:00:00:01".into(),
+            tap: None,
             image_dir: "/img".into(),
             qmp_socket: qmp,
             serial_socket: "/s/serial.sock".into(),
@@ -381,6 +401,20 @@ pub(crate) mod tests {
                 Err(VmError::NotFound { .. })
             ));
         });
+    }
+
+    #[test]
+    fn records_from_before_network_modes_read_as_user() {
+        let mut json = serde_json::to_value(record("old", 1, "/q".into())).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        for key in ["net", "mac", "tap"] {
+            obj.remove(key);
+        }
+        let old: RunRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            (old.net, old.mac, old.tap),
+            (NetMode::User, String::new(), None)
+        );
     }
 
     #[test]

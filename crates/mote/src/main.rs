@@ -50,6 +50,10 @@ enum Command {
     Node(cmd::node::Args),
     /// An interactive session with one node: the remote verbs, with history.
     Session(cmd::session::Args),
+    /// Build, sign and verify packages (.mpkg) of roles and apps.
+    Package(cmd::package::Args),
+    /// Make the keys that sign packages.
+    Key(cmd::key::Args),
     #[command(flatten)]
     Remote(cmd::remote::Verb),
 }
@@ -109,6 +113,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Passwd(args) => cmd::passwd::run(args),
         Command::Node(args) => cmd::node::run(args),
         Command::Session(args) => cmd::session::run(args),
+        Command::Package(args) => cmd::package::run(args),
+        Command::Key(args) => cmd::key::run(args),
         Command::Remote(verb) => return cmd::remote::run(cli.node.as_deref(), verb),
     };
     result.map(|()| 0)

@@ -115,6 +115,10 @@ struct CachedToken {
     /// an older login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     password: Option<String>,
+    /// The device id the node gave this client: sent with the next login,
+    /// so a guesser at the same address does not lock this client out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
 }
 
 /// Is a cached token good for this call? Without `MOTE_PASSWORD` any live
@@ -129,6 +133,11 @@ fn token_fits(t: &CachedToken, env_password: Option<&str>) -> bool {
 
 fn token_path(name: &str) -> anyhow::Result<PathBuf> {
     Ok(config_dir()?.join("tokens").join(format!("{name}.json")))
+}
+
+/// Whether a token of `name` is cached.
+pub fn has_token(name: &str) -> anyhow::Result<bool> {
+    Ok(token_path(name)?.exists())
 }
 
 /// Forgets the cached token of `name`.
@@ -209,6 +218,12 @@ pub async fn login(session: &mut Session) -> anyhow::Result<()> {
         None => rpassword::prompt_password(format!("{ADMIN_USER}@{name} password: "))
             .context("cannot read the password; set MOTE_PASSWORD")?,
     };
+    let device = std::fs::read(token_path(&name)?)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CachedToken>(&b).ok())
+        .filter(|t| t.fingerprint == session.client.fingerprint())
+        .and_then(|t| t.device);
+    session.client.set_device(device);
     let r = session
         .client
         .login(ADMIN_USER, &password)
@@ -221,6 +236,7 @@ pub async fn login(session: &mut Session) -> anyhow::Result<()> {
         password: from_env
             .as_deref()
             .and_then(|p| mote_config::password::hash(p).ok()),
+        device: session.client.device().map(str::to_string),
     };
     write_private(&token_path(&name)?, &serde_json::to_vec(&cached)?)?;
     session.cached = false;
@@ -362,6 +378,7 @@ mod tests {
             expires_at_ms: u64::MAX,
             fingerprint: "f".into(),
             password: password.map(|p| mote_config::password::hash(p).unwrap()),
+            device: None,
         };
         assert!(
             token_fits(&token(None), None),

@@ -167,3 +167,31 @@ fn running_a_missing_file_says_it_does_not_exist() {
         assert!(!err.contains("vmlinuz"), "{err}");
     }
 }
+
+#[test]
+fn forwards_on_a_tap_or_bridge_are_refused_with_what_to_do() {
+    for net in ["tap", "tap=tap0", "bridge=br0"] {
+        let out = mote(&[
+            "run",
+            "--net",
+            net,
+            "--forward",
+            "8080:8080",
+            "examples/hello.toml",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("--forward works only with --net user"),
+            "{err}"
+        );
+        assert!(err.contains("its own address"), "{err}");
+    }
+    let out = mote(&["run", "--net", "slirp", "examples/hello.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bridge=NAME"),
+        "{}",
+        text(&out.stderr)
+    );
+}

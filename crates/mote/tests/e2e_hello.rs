@@ -61,10 +61,19 @@ fn hello_node_serves_is_firewalled_restarts_remembers_first_boot_and_powers_off(
     // Killed, and restarted by PID 1 with a new pid.
     let first_pid = get(served, "/pid", "2").expect("pid");
     let _ = get(served, "/kill", "2");
-    let second_pid = wait_for("hello to come back", Duration::from_secs(20), || {
-        get(served, "/pid", "2").ok().filter(|p| *p != first_pid)
-    });
-    assert_ne!(first_pid, second_pid);
+    let killed = std::time::Instant::now();
+    let mut second_pid = None;
+    while second_pid.is_none() && killed.elapsed() < Duration::from_secs(20) {
+        second_pid = get(served, "/pid", "1").ok().filter(|p| *p != first_pid);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A figure for docs/reliability.md, not an assertion: TCG and a loaded
+    // host move it.
+    eprintln!(
+        "reliability: a killed service answered again after {} ms (seen from the host)",
+        killed.elapsed().as_millis()
+    );
+    assert!(second_pid.is_some(), "hello did not come back in 20 s");
 
     let console = stop(state.path(), name, node);
     assert!(

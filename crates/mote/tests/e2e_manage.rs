@@ -120,6 +120,53 @@ fn hello_node_is_managed_over_its_api_across_a_reboot() {
     assert!(whats.iter().any(|w| w.contains("firewall")), "{whats:?}");
     assert!(whats.iter().any(|w| w.contains("settings")), "{whats:?}");
 
+    // PID 1 gave the service the default open-files limit (a server needs
+    // a descriptor per connection; the kernel's 1,024 is too few).
+    let hello = service_pid(st, name, "hello", true).expect("hello has a pid");
+    let out = mote(st)
+        .args(["-n", name, "files", "get", &format!("/proc/{hello}/limits")])
+        .output()
+        .expect("mote runs");
+    let limits = String::from_utf8_lossy(&out.stdout);
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no open-files line in /proc/{hello}/limits: {limits}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(
+        open_files
+            .split_whitespace()
+            .filter(|w| *w == "65536")
+            .count(),
+        2,
+        "soft and hard: {open_files}"
+    );
+
+    // moted killed: PID 1 restarts it; the node keeps serving what is stored.
+    let moted = service_pid(st, name, "moted", true).expect("moted has a pid");
+    let _ = mote(st)
+        .args(["-n", name, "kill", &moted.to_string(), "--signal", "9"])
+        .output();
+    let killed = std::time::Instant::now();
+    let back = wait_for("moted to come back", Duration::from_secs(30), || {
+        try_remote(st, name, &["service", "list"])?["services"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "moted" && s["state"] == "ready")?["pid"]
+            .as_u64()
+            .filter(|p| *p != moted)
+    });
+    eprintln!(
+        "reliability: moted killed, answering again (pid {back}) after {} ms",
+        killed.elapsed().as_millis()
+    );
+    serves(served, "hi from web01");
+    assert_in_sync(st, name, version);
+
     // Power cut right after a change was answered: it was committed, so the
     // next boot runs it.
     let v = remote(

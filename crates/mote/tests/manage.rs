@@ -586,3 +586,43 @@ fn node_add_refuses_an_endpoint_that_is_no_mote_node() {
     let list = json(cfg.path(), &["node", "list", "--json"]);
     assert_eq!(list, serde_json::json!([]), "nothing pinned");
 }
+
+#[test]
+fn logout_ends_the_session_on_the_node_and_system_lists_sessions() {
+    let (_n, cfg) = added();
+    ok(cfg.path(), &["-n", "n1", "login"]);
+    let token_file = cfg.path().join("tokens/n1.json");
+    let cached: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    // The node's device id for this client is kept for the next login.
+    let device = cached["device"].as_str().unwrap().to_string();
+    assert_eq!(device.len(), 64);
+    ok(cfg.path(), &["-n", "n1", "login"]);
+    let again: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    assert_eq!(again["device"], device.as_str());
+    let cached = again;
+    let token = cached["token"].as_str().unwrap().to_string();
+    let out = ok(cfg.path(), &["-n", "n1", "system"]);
+    assert!(out.contains("SESSION"), "{out}");
+    assert!(out.contains(" *"), "{out}");
+    assert!(!out.contains(&token), "the token is shown: {out}");
+    let v = json(cfg.path(), &["-n", "n1", "logout", "--json"]);
+    assert_eq!(v["logged_out"], true);
+    assert!(!token_file.exists());
+    // The node refuses the old token: a client that kept it is out.
+    let out = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(["-n", "n1", "logout"])
+        .env("MOTE_CONFIG_DIR", cfg.path())
+        .env_remove("MOTE_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no live session"));
+    std::fs::write(&token_file, serde_json::to_vec(&cached).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(["-n", "n1", "system", "--json"])
+        .env("MOTE_CONFIG_DIR", cfg.path())
+        .env_remove("MOTE_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a logged-out token still works");
+}

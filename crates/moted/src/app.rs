@@ -24,6 +24,13 @@ pub struct App {
     pub store: Mutex<Store>,
     /// Tokens and throttling.
     pub auth: Mutex<Auth>,
+    /// The bounded pool password checks run in.
+    pub checks: crate::auth::password::Checks,
+    /// Logins are checked one at a time (admit → check → record), so
+    /// parallel guesses all count.
+    pub login_turn: tokio::sync::Mutex<()>,
+    /// Samples unauthenticated refusals for the audit log.
+    pub refusals: crate::audit::Sampler,
     /// The audit log.
     pub audit: AuditLog,
     /// Serialises settings changes (apply + store).
@@ -105,6 +112,10 @@ impl App {
             }
         }
         let new = edit(&old.settings)?;
+        if new == old.settings {
+            // A write that changes nothing: no apply, no new version.
+            return Ok(old);
+        }
         new.validate().map_err(ApiError::Invalid)?;
         self.check_roles(&old.settings, &new).await?;
         let version = lock(&self.store)?.next_version()?;
@@ -185,7 +196,7 @@ impl App {
             time_ms: crate::now_ms(),
             who: caller.user.clone(),
             source: caller.addr.to_string(),
-            what,
+            what: crate::audit::truncate(&what, crate::audit::MAX_WHAT),
             result,
         };
         if let Err(e) = self.audit.append(&entry) {

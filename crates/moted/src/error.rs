@@ -11,6 +11,16 @@ use crate::core::web_check::WebCheckError;
 use crate::init::InitError;
 use mote_api::store::StoreError;
 
+/// A store error with its cause (`write PATH: No space left on device`):
+/// the answer is all a remote user sees.
+fn with_cause(e: &StoreError) -> String {
+    use std::error::Error;
+    match e.source() {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -66,14 +76,26 @@ pub enum ApiError {
     /// PID 1 answered out of protocol.
     #[error("PID 1 gave an unexpected answer to {0}")]
     Unexpected(&'static str),
-    /// The settings store failed.
-    #[error("settings store: {0}")]
+    /// The settings store failed (507 when the state disk is full).
+    #[error("settings store: {}; nothing was changed", with_cause(.0))]
     Store(#[from] StoreError),
     /// Body too large.
     #[error("the body is larger than {limit} bytes")]
     TooLarge {
         /// The limit.
         limit: usize,
+    },
+    /// A body that did not arrive in time.
+    #[error("the body did not arrive within {secs} s")]
+    SlowBody {
+        /// The limit.
+        secs: u64,
+    },
+    /// A JSON route sent something else than JSON.
+    #[error("the body is {found}; send application/json")]
+    NotJson {
+        /// The Content-Type sent.
+        found: String,
     },
     /// A node file operation failed.
     #[error("{op} {path}: {source}")]
@@ -111,8 +133,16 @@ impl ApiError {
             } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Init(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(e) => {
+                if e.is_disk_full() {
+                    StatusCode::INSUFFICIENT_STORAGE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotJson { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 std::io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
@@ -181,16 +211,59 @@ fn versions(v: &[u64]) -> String {
     v.join(" or ")
 }
 
-/// JSON body extraction with our error shape.
-pub struct JsonBody<T>(pub T);
+/// A JSON body must arrive within this (408 beyond).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+/// The largest JSON body taken (axum's default body limit); 413 beyond.
+pub const MAX_JSON_BYTES: usize = 2 << 20;
+
+/// Whether a `Content-Type` is JSON: `application/json`, or any
+/// `application/…+json` (`application/merge-patch+json`), parameters
+/// allowed. A body without a `Content-Type` is read as JSON too.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// JSON body extraction with our error shape: at most `MAX` bytes (413
+/// beyond, read no further), a JSON `Content-Type` or none (415 else).
+pub struct JsonBody<T, const MAX: usize = MAX_JSON_BYTES>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned, const MAX: usize> axum::extract::FromRequest<S>
+    for JsonBody<T, MAX>
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
+    async fn from_request(req: axum::extract::Request, _state: &S) -> Result<Self, ApiError> {
+        let too_large = || ApiError::TooLarge { limit: MAX };
+        let headers = req.headers();
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX as u64) {
+            return Err(too_large());
+        }
+        // Past MAX, or a body that breaks off: either way nothing to parse.
+        // A body that trickles in is cut off: the connection caps must not
+        // be held by clients that never finish.
+        let bytes = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX))
             .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            .map_err(|_| ApiError::SlowBody {
+                secs: BODY_TIMEOUT.as_secs(),
+            })?
+            .map_err(|_| too_large())?;
+        if let Some(found) = content_type.filter(|t| !bytes.is_empty() && !is_json(t)) {
+            return Err(ApiError::NotJson { found });
+        }
         let v = if bytes.is_empty() {
             b"null".as_slice()
         } else {

@@ -153,7 +153,7 @@ impl Default for FakeInit {
 }
 
 impl FakeInit {
-    /// One service `web`, running.
+    /// One service `web`, running; links `lo` and `eth0`.
     pub fn new() -> Self {
         let state = FakeState {
             services: vec![ServiceInfo {
@@ -249,7 +249,20 @@ impl FakeInit {
                 self.emit(&source, level, &message);
                 Response::Ok
             }
-            Request::Network => Response::Network(Default::default()),
+            Request::Network => Response::Network(mote_api::control::NetworkInfo {
+                links: ["lo", "eth0"]
+                    .into_iter()
+                    .map(|name| mote_api::control::LinkInfo {
+                        name: name.into(),
+                        up: true,
+                        mac: None,
+                        mtu: 1500,
+                        addresses: Vec::new(),
+                        ipv4: "off".into(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
             Request::Apply { settings, version } => {
                 if let Some(message) = s.refuse_next_apply.take() {
                     return Response::Error { message };

@@ -30,6 +30,9 @@ struct Args {
     /// Token lifetime, seconds.
     #[arg(long, default_value_t = 3600)]
     token_ttl_secs: u64,
+    /// Settings versions the history keeps (older ones are deleted).
+    #[arg(long, default_value_t = mote_api::store::HISTORY_DEPTH)]
+    history_depth: usize,
     /// Where `mote-web --metrics` answers (read when the web package is on).
     #[arg(long, default_value_t = moted::core::web::DEFAULT_ADDR)]
     web_metrics: SocketAddr,
@@ -66,9 +69,16 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let init = Arc::new(moted::ControlSocket::new(args.control));
-        let running = moted::start(config, init)
-            .await
-            .context("moted cannot start")?;
+        let mut running = moted::start_with(
+            config,
+            moted::Limits {
+                history_depth: args.history_depth,
+                ..moted::Limits::default()
+            },
+            init,
+        )
+        .await
+        .context("moted cannot start")?;
         if let Ok(mut a) = running.app.web_metrics.lock() {
             *a = args.web_metrics;
         }
@@ -77,7 +87,17 @@ fn main() -> anyhow::Result<()> {
         }
         println!("moted listening on {}", running.addr);
         println!("fingerprint {}", running.fingerprint);
-        running.task.await.context("the accept loop ended")
+        // PID 1 stops moted with SIGTERM (a reboot, a power-off, a restart):
+        // answer what is being answered first, at most 2 s.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot catch SIGTERM")?;
+        tokio::select! {
+            r = &mut running.task => r.context("the accept loop ended"),
+            _ = term.recv() => {
+                running.drain(Duration::from_secs(2)).await;
+                Ok(())
+            }
+        }
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
 }

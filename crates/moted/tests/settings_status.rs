@@ -98,3 +98,77 @@ async fn the_status_compares_the_stored_version_with_the_applied_one() {
     assert_eq!(st.applied.version, None);
     assert!(!st.in_sync);
 }
+
+/// A full state disk: the change is refused with 507 and a message that
+/// says so, the node is rolled back to the stored version, and nothing of
+/// the refused version is left for the next boot to pick up. The state
+/// directory is a 1 MiB tmpfs this test mounts (root only, as the suite).
+#[tokio::test]
+async fn a_full_state_disk_refuses_the_change_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .expect("mount runs");
+    assert!(
+        mounted.success(),
+        "cannot mount a tmpfs (the suite runs as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(state.clone());
+
+    let (fake, running) = start(dir.path()).await;
+    let c = client(&running).await;
+    c.patch_settings(&json!({"system": {"hostname": "web01"}}))
+        .await
+        .unwrap();
+    // Fill the disk.
+    let filler = state.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+
+    let err = c
+        .patch_settings(&json!({"system": {"hostname": "web02"}}))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    match err {
+        mote_api::client::ClientError::Status { status, body, .. } => {
+            assert_eq!(status, 507, "{text}");
+            assert!(body.error.contains("No space left"), "{}", body.error);
+        }
+        other => panic!("not a status: {other}"),
+    }
+    // PID 1 was told the old version again, and the status says so.
+    let last = fake.state.lock().unwrap().applied.last().cloned().unwrap();
+    assert_eq!(last.system.hostname, "web01");
+    let st = c.settings_status().await.unwrap();
+    assert_eq!(
+        (st.stored, st.applied.version, st.in_sync),
+        (2, Some(2), true)
+    );
+    // What a booting node would read: version 2, not the refused one.
+    let committed = mote_api::store::read_committed(&state.join("settings")).unwrap();
+    let newest = committed.newest.unwrap();
+    assert_eq!(newest.entry.version, 2);
+    assert_eq!(newest.settings.system.hostname, "web01");
+
+    // Room again: the next change goes through.
+    std::fs::remove_file(&filler).unwrap();
+    let v = c
+        .patch_settings(&json!({"system": {"hostname": "web03"}}))
+        .await
+        .unwrap();
+    assert_eq!(v.version, 3);
+    running.task.abort();
+}

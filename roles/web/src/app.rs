@@ -227,10 +227,13 @@ impl AppPool {
         false
     }
 
-    /// Proxies `req` to a backend process.
+    /// Proxies `req` to a backend process. `target`, when given, replaces
+    /// the request's path and query (the canonical path the site's rules
+    /// matched, when the client spelled it otherwise).
     pub(crate) async fn proxy(
         &self,
         mut req: Request<hyper::body::Incoming>,
+        target: Option<hyper::Uri>,
         client_ip: std::net::IpAddr,
         https: bool,
         max_body: u64,
@@ -267,7 +270,9 @@ impl AppPool {
             upgrade: upgrade.as_ref(),
         };
         // Origin form (`/path?query`); HTTP/2 requests come in absolute form.
-        if parts.uri.authority().is_some() {
+        if let Some(t) = target {
+            parts.uri = t;
+        } else if parts.uri.authority().is_some() {
             parts.uri = parts
                 .uri
                 .path_and_query()

@@ -3,19 +3,28 @@
 //!
 //! An enum rather than a boxed trait object: no allocation per response and
 //! an exact size hint, so hyper writes `Content-Length` itself.
+//!
+//! Files are read on the worker thread, one chunk each time hyper asks for
+//! more (`pread`, from the page cache in the usual case, as nginx reads
+//! without `aio`): no thread per stream, and at most one chunk per answer
+//! waiting in memory. HTTP/2 answers use smaller chunks, as a client may
+//! hold many streams open at once.
 
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::backend::BackendBody;
 
-/// Chunk size for streamed files.
-const CHUNK: usize = 128 * 1024;
+/// Chunk size for files streamed over HTTP/1.
+pub(crate) const CHUNK: usize = 64 * 1024;
+/// Chunk size for files streamed over HTTP/2 (one frame of the default
+/// size).
+pub(crate) const H2_CHUNK: usize = 16 * 1024;
 
 pub(crate) enum Body {
     Full(Option<Bytes>),
@@ -26,8 +35,11 @@ pub(crate) enum Body {
 }
 
 pub(crate) struct FileBody {
-    file: tokio::fs::File,
+    file: std::fs::File,
+    /// Where the next chunk is read.
+    offset: u64,
     remaining: u64,
+    chunk: usize,
     buf: BytesMut,
 }
 
@@ -45,11 +57,13 @@ impl Body {
         }
     }
 
-    /// `file` positioned at the first byte to send; `len` bytes are sent.
-    pub(crate) fn file(file: tokio::fs::File, len: u64) -> Self {
+    /// `len` bytes of `file` from `offset`, read `chunk` bytes at a time.
+    pub(crate) fn file(file: std::fs::File, offset: u64, len: u64, chunk: usize) -> Self {
         Body::File(Box::new(FileBody {
             file,
+            offset,
             remaining: len,
+            chunk,
             buf: BytesMut::new(),
         }))
     }
@@ -70,19 +84,26 @@ impl hyper::body::Body for Body {
                 if f.remaining == 0 {
                     return Poll::Ready(None);
                 }
-                let want = f.remaining.min(CHUNK as u64) as usize;
-                if f.buf.len() < want {
-                    f.buf.resize(want, 0);
-                }
-                let mut rb = ReadBuf::new(&mut f.buf[..want]);
-                ready!(Pin::new(&mut f.file).poll_read(cx, &mut rb))?;
-                let n = rb.filled().len();
+                let want = f.remaining.min(f.chunk as u64) as usize;
+                // Reuses the last chunk's memory once hyper let go of it.
+                f.buf.clear();
+                f.buf.resize(want, 0);
+                let n = match f.file.read_at(&mut f.buf[..want], f.offset) {
+                    Ok(0) => {
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file shrank while being sent",
+                        ))))
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                };
                 if n == 0 {
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being sent",
-                    ))));
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
+                f.offset += n as u64;
                 f.remaining -= n as u64;
                 let chunk = f.buf.split_to(n).freeze();
                 Poll::Ready(Some(Ok(Frame::data(chunk))))

@@ -39,6 +39,22 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// What is wrong with a path prefix of a rule (`basic_auth.path`,
+/// `redirects.from`, `apps.path`): rules match the canonical request path
+/// (`crate::path`), so a prefix must be canonical itself to ever match.
+fn prefix_problem(p: &str) -> Option<&'static str> {
+    if !p.starts_with('/') {
+        return Some("must start with '/'");
+    }
+    match crate::path::canonical(p) {
+        Ok(std::borrow::Cow::Borrowed(_)) => None,
+        _ => Some(
+            "must be a plain path, as requests are compared: no empty, '.' or '..' \
+             segment, no '%' or '\\' (write \"/a/b\", not \"/a//b\" or \"/a%20b\")",
+        ),
+    }
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -63,20 +79,40 @@ pub struct Limits {
     /// A client must send a whole request head within this time; an idle
     /// keep-alive connection is closed after it (slow-header clients hold
     /// no connection longer).
+    /// The same time bounds an HTTP/2 connection with no open stream.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
+    /// An answer that makes no progress this long (the client reads
+    /// nothing, or an HTTP/2 client opens no flow-control window) closes
+    /// its connection (nginx's `send_timeout`).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: u64,
+    /// Open client connections, all listeners together; past it a new
+    /// connection gets 503 (plain http) or is closed (https).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             header_timeout_secs: default_header_timeout(),
+            send_timeout_secs: default_send_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
 
 fn default_header_timeout() -> u64 {
     30
+}
+
+fn default_send_timeout() -> u64 {
+    60
+}
+
+fn default_max_connections() -> usize {
+    4096
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -452,6 +488,15 @@ impl WebSettings {
                 "from 1 to 3600 seconds",
             ));
         }
+        if !(1..=3600).contains(&self.limits.send_timeout_secs) {
+            return Err(invalid(
+                "limits.send_timeout_secs",
+                "from 1 to 3600 seconds",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.limits.max_connections) {
+            return Err(invalid("limits.max_connections", "from 1 to 1000000"));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             let k = |field: &str| format!("sites[{i}].{field}");
@@ -547,11 +592,8 @@ impl WebSettings {
                 }
             }
             for (j, a) in site.basic_auth.iter().enumerate() {
-                if !a.path.starts_with('/') {
-                    return Err(invalid(
-                        k(&format!("basic_auth[{j}].path")),
-                        "must start with '/'",
-                    ));
+                if let Some(m) = prefix_problem(&a.path) {
+                    return Err(invalid(k(&format!("basic_auth[{j}].path")), m));
                 }
                 for (user, phc) in &a.users {
                     if user.contains(':') || !phc.starts_with("$argon2id$") {
@@ -563,11 +605,8 @@ impl WebSettings {
                 }
             }
             for (j, r) in site.redirects.iter().enumerate() {
-                if !r.from.starts_with('/') {
-                    return Err(invalid(
-                        k(&format!("redirects[{j}].from")),
-                        "must start with '/'",
-                    ));
+                if let Some(m) = prefix_problem(&r.from) {
+                    return Err(invalid(k(&format!("redirects[{j}].from")), m));
                 }
                 if !matches!(r.status, 301 | 302 | 307 | 308) {
                     return Err(invalid(
@@ -578,8 +617,8 @@ impl WebSettings {
             }
             for (j, a) in site.apps.iter().enumerate() {
                 let ka = |f: &str| k(&format!("apps[{j}].{f}"));
-                if !a.path.starts_with('/') {
-                    return Err(invalid(ka("path"), "must start with '/'"));
+                if let Some(m) = prefix_problem(&a.path) {
+                    return Err(invalid(ka("path"), m));
                 }
                 if !(1..=64).contains(&a.processes) {
                     return Err(invalid(ka("processes"), "from 1 to 64"));
@@ -674,6 +713,22 @@ redirects = [{ from = "/a", to = "/b", status = 303 }]
         );
         let e = WebSettings::load(&p).unwrap_err().to_string();
         assert!(e.starts_with("sites[0].redirects[0].status"), "{e}");
+        let p = write(
+            d.path(),
+            "w3.toml",
+            r#"
+[[sites]]
+name = "main"
+root = "/srv"
+bindings = [{ scheme = "http", port = 80 }]
+basic_auth = [{ path = "//admin", users = {} }]
+"#,
+        );
+        let e = WebSettings::load(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with("sites[0].basic_auth[0].path: must be a plain path"),
+            "{e}"
+        );
         let p = write(d.path(), "w.yaml", "");
         assert!(matches!(
             WebSettings::load(&p),

@@ -2,13 +2,14 @@
 //! lengths, body length, double-encoded and traversing paths, denied
 //! extensions and hidden segments.
 //!
-//! [`check`] runs before anything touches the disk and returns the decoded
-//! path. Each rejection keeps IIS's 404.x substatus for the log, while the
+//! [`check`] runs before anything touches the disk and returns the
+//! canonical path ([`crate::path`]), the one every later rule matches. Each rejection keeps IIS's 404.x substatus for the log, while the
 //! client sees the plain HTTP status (405, 414, 413, 400, 404).
 
 use hyper::http::request::Parts;
+use std::borrow::Cow;
+
 use hyper::{header, StatusCode};
-use percent_encoding::percent_decode_str;
 
 use crate::config::RequestFiltering;
 
@@ -53,13 +54,13 @@ impl Filter {
         }
     }
 
-    /// Checks the request head; on success gives the percent-decoded path.
     /// Largest request body the site accepts, in bytes.
     pub(crate) fn max_body(&self) -> u64 {
         self.max_body
     }
 
-    pub(crate) fn check(&self, parts: &Parts) -> Result<String, Reject> {
+    /// Checks the request head; on success gives the canonical path.
+    pub(crate) fn check<'a>(&self, parts: &'a Parts) -> Result<Cow<'a, str>, Reject> {
         if !self.verbs.iter().any(|v| v == parts.method.as_str()) {
             return Err(reject(StatusCode::METHOD_NOT_ALLOWED, 6));
         }
@@ -107,22 +108,10 @@ impl Filter {
     }
 }
 
-/// Decodes `%XX` once and refuses what could reach outside the root or
-/// decode differently a second time: `..` segments, `%25` (double
-/// encoding), backslashes, NUL and invalid UTF-8.
-pub(crate) fn decode_path(raw: &str) -> Result<String, Reject> {
-    const BAD: Reject = reject(StatusCode::BAD_REQUEST, 11);
-    if !raw.starts_with('/') {
-        return Err(BAD);
-    }
-    let path = percent_decode_str(raw).decode_utf8().map_err(|_| BAD)?;
-    if path.contains(['%', '\\', '\0']) {
-        return Err(BAD);
-    }
-    if path.split('/').any(|s| s == "..") {
-        return Err(BAD);
-    }
-    Ok(path.into_owned())
+/// The canonical path ([`crate::path::canonical`]); a path it refuses is
+/// 400 with substatus 11.
+fn decode_path(raw: &str) -> Result<Cow<'_, str>, Reject> {
+    crate::path::canonical(raw).map_err(|_| reject(StatusCode::BAD_REQUEST, 11))
 }
 
 #[cfg(test)]
@@ -143,8 +132,14 @@ mod tests {
     #[test]
     fn rejections() {
         let f = Filter::new(&RequestFiltering::default());
-        let st = |m: &str, u: &str| f.check(&parts(m, u)).map_err(|r| r.status.as_u16());
+        let st = |m: &str, u: &str| {
+            f.check(&parts(m, u))
+                .map(Cow::into_owned)
+                .map_err(|r| r.status.as_u16())
+        };
         assert_eq!(st("GET", "/a%20b.txt"), Ok("/a b.txt".into()));
+        assert_eq!(st("GET", "//.git/config"), Err(404));
+        assert_eq!(st("GET", "/%2e/sub/web.config"), Err(404));
         assert_eq!(st("TRACE", "/"), Err(405));
         assert_eq!(st("GET", "/../etc/passwd"), Err(400));
         assert_eq!(st("GET", "/%2e%2e/etc/passwd"), Err(400));

@@ -36,14 +36,17 @@ mod backend;
 mod body;
 mod config;
 mod filter;
+mod host;
 mod log;
 mod metrics;
 mod mime;
+mod path;
 mod server;
 mod site;
 mod sniff;
 mod static_files;
 mod tls;
+mod watch;
 mod workers;
 
 use std::convert::Infallible;
@@ -176,6 +179,7 @@ fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = config::WebSettings::load(&args.config)?;
+    raise_open_file_limit();
     let workers = workers::Workers::start(args.workers).context("cannot start the workers")?;
     let mut server = server::Server::start(&settings, workers)?;
     for a in server.addresses() {
@@ -230,5 +234,24 @@ async fn serve_metrics(l: tokio::net::TcpListener, shared: Arc<server::Shared>) 
                 .serve_connection(TokioIo::new(s), svc)
                 .await;
         });
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit (no
+/// privilege needed): the connection limit is kept below it (see
+/// `server::connection_limit`). Failing leaves the limit as it was.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    if let Some(max) = l.maximum {
+        if l.current < Some(max) {
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(max),
+                    maximum: Some(max),
+                },
+            );
+        }
     }
 }

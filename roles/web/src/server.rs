@@ -5,15 +5,24 @@
 //! and HTTP/2 (ALPN, or prior knowledge: [`crate::sniff`]) with hyper, and
 //! run each request through the pipeline:
 //!
-//! route by listener + Host → IP allow/deny (403) → request filtering
-//! (405/414/413/400/404) → HTTP→HTTPS redirect → redirect rules → Basic
-//! auth (401) → app proxy or static content → HSTS → log and metrics.
+//! host checks (400, [`crate::host`]) → route by listener + host → IP
+//! allow/deny (403) → request filtering and the canonical path
+//! (405/414/413/400/404, [`crate::path`]) → HTTP→HTTPS redirect →
+//! redirect rules → Basic auth (401) → app proxy or static content → HSTS
+//! → log and metrics. Every step after the filter matches the canonical
+//! path.
+//!
+//! Limits per connection ([`crate::watch`]): the header timeout (HTTP/1
+//! heads, idle connections of both protocols), the send timeout, HTTP/2
+//! stream and buffer bounds; in total, `limits.max_connections`
+//! ([`crate::workers`]), past which plain http gets a 503.
 //!
 //! Reload: [`Server::reload`] compiles the new settings, swaps the `Arc`
 //! every request reads, then opens listeners for new addresses and stops
 //! accepting on removed ones. Open connections keep running; each request
 //! reads the settings current when it arrives.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,12 +37,14 @@ use tokio::task::JoinHandle;
 
 use crate::body::Body;
 use crate::config::{Scheme, WebSettings};
+use crate::host;
 use crate::log::Entry;
 use crate::metrics;
 use crate::site::{self, Compiled, Site, SiteError, AUTH_CACHE};
 use crate::sniff::{self, Proto};
 use crate::static_files::{self, FileCache};
 use crate::tls::{self, TlsError};
+use crate::watch::{self, ConnWatch, Watched};
 use crate::workers::{self, Workers};
 
 /// Errors starting or reloading the server.
@@ -109,6 +120,7 @@ impl Server {
             workers,
             listeners: HashMap::new(),
         };
+        s.workers.set_limit(connection_limit(&s.shared.current()));
         let opened = s.open_new(&s.shared.current())?;
         s.sync_listeners(opened);
         Ok(s)
@@ -121,6 +133,7 @@ impl Server {
         let compiled = site::compile(settings, &self.shared.metrics, Some(&old))?;
         drop(old);
         let opened = self.open_new(&compiled)?;
+        self.workers.set_limit(connection_limit(&compiled));
         *self
             .shared
             .config
@@ -193,9 +206,13 @@ impl Server {
                 .enumerate()
                 .map(|(i, (acc, h))| {
                     let (addr, tls, shared) = (o.addr, o.tls.clone(), self.shared.clone());
-                    h.spawn(self.workers.clone().accept(i, acc, move |s, peer| {
-                        connection(s, peer, addr, tls.clone(), shared.clone())
-                    }))
+                    h.spawn(
+                        self.workers
+                            .clone()
+                            .accept(i, acc, move |s, peer, admitted| {
+                                connection(s, peer, admitted, addr, tls.clone(), shared.clone())
+                            }),
+                    )
                 })
                 .collect();
             self.listeners.insert(o.addr, tasks);
@@ -211,14 +228,84 @@ struct Opened {
     tls: tokio_rustls::TlsAcceptor,
 }
 
-/// Serves one accepted connection of the listener bound to `listener`.
+/// `limits.max_connections`, kept below the open-file limit (less room
+/// for listeners, logs, app sockets and files) so that a client past it
+/// gets the 503 rather than a failed accept.
+fn connection_limit(cfg: &Compiled) -> usize {
+    let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let room = files.saturating_sub(FILES_KEPT).max(1);
+    if cfg.max_connections > room {
+        eprintln!(
+            "mote-web: limits.max_connections {} is over what the open-file limit ({files}) \
+             leaves; serving at most {room} connections (raise the service's RLIMIT_NOFILE)",
+            cfg.max_connections
+        );
+    }
+    cfg.max_connections.min(room)
+}
+
+/// Descriptors kept for other things than client connections.
+const FILES_KEPT: usize = 128;
+
+/// The answer to a connection past `limits.max_connections`.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 49\r\nRetry-After: 5\r\nConnection: close\r\n\r\n\
+mote-web: too many connections; try again later\n";
+
+/// Refused connections being drained at once, at most: past it they are
+/// closed at once, so a flood of them cannot hold descriptors either.
+const DRAINING: usize = 256;
+
+/// Refuses a connection past the limit: plain http gets [`BUSY`] (written
+/// once, without waiting), https is closed. What the client sent is read
+/// off for up to a second so that the close does not reset the answer.
+async fn refuse(stream: tokio::net::TcpStream, https: bool) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    static NOW: AtomicUsize = AtomicUsize::new(0);
+    struct Draining;
+    impl Drop for Draining {
+        fn drop(&mut self) {
+            NOW.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let mut stream = stream;
+    if !https {
+        let _ = stream.try_write(BUSY);
+    }
+    if NOW.fetch_add(1, Ordering::Relaxed) >= DRAINING {
+        NOW.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let _draining = Draining;
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 2048];
+        for _ in 0..8 {
+            if matches!(stream.read(&mut buf).await, Ok(0) | Err(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// Serves one accepted connection of the listener bound to `listener`;
+/// one past the connection limit (`admitted` false) is refused.
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    admitted: bool,
     listener: SocketAddr,
     tls: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
 ) {
+    if !admitted {
+        let https = shared.current().routes.get(&listener).map(|r| r.scheme) == Some(Scheme::Https);
+        return refuse(stream, https).await;
+    }
     let _ = stream.set_nodelay(true);
     // The listener's own address unless it is a wildcard (saves a
     // getsockname per connection).
@@ -230,7 +317,12 @@ async fn connection(
     let (https, header_timeout) = {
         let cfg = shared.current();
         let https = cfg.routes.get(&listener).map(|r| r.scheme) == Some(Scheme::Https);
-        (https, cfg.header_timeout)
+        let t = Timeouts {
+            header: cfg.header_timeout,
+            send: cfg.send_timeout,
+            spent: Duration::ZERO,
+        };
+        (https, t)
     };
     let conn = Conn {
         listener,
@@ -253,7 +345,7 @@ async fn connection(
 async fn serve_tls(
     acc: tokio_rustls::TlsAcceptor,
     stream: tokio::net::TcpStream,
-    header_timeout: Duration,
+    header_timeout: Timeouts,
     conn: Conn,
     shared: Arc<Shared>,
 ) {
@@ -268,44 +360,108 @@ async fn serve_tls(
 }
 
 /// Plain TCP: the first bytes tell HTTP/2 with prior knowledge from
-/// HTTP/1 ([`sniff`]); they must come within the header timeout.
+/// HTTP/1 ([`sniff`]); they, and for HTTP/1 the whole first request head,
+/// must come within the header timeout from accept.
 async fn serve_plain(
     mut stream: tokio::net::TcpStream,
-    header_timeout: Duration,
+    header_timeout: Timeouts,
     conn: Conn,
     shared: Arc<Shared>,
 ) {
-    let until = tokio::time::Instant::now() + header_timeout;
+    let accepted = tokio::time::Instant::now();
+    let until = accepted + header_timeout.header;
     if let Some((proto, first)) = sniff::first_bytes(&mut stream, until).await {
         let io = sniff::Prefixed::new(first, TokioIo::new(stream));
-        serve(io, proto, header_timeout, conn, shared).await
+        // HTTP/2's first idle time counts from accept too.
+        let t = Timeouts {
+            spent: accepted.elapsed(),
+            ..header_timeout
+        };
+        serve(io, proto, t, conn, shared).await
     }
 }
 
-async fn serve<I>(io: I, proto: Proto, header_timeout: Duration, conn: Conn, shared: Arc<Shared>)
+/// The connection's time limits, read from the settings when it opens.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    /// `limits.header_timeout_secs`: a request head, an idle connection.
+    header: Duration,
+    /// `limits.send_timeout_secs`: an answer without progress.
+    send: Duration,
+    /// Of the header timeout, what the connection spent before hyper got
+    /// it (the protocol sniff).
+    spent: Duration,
+}
+
+/// Streams an HTTP/2 connection may have open at once (nginx: 128).
+const H2_MAX_STREAMS: u32 = 100;
+/// What an HTTP/2 client may send ahead on a stream and on the whole
+/// connection (request bodies not yet read).
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+const H2_CONN_WINDOW: u32 = 1024 * 1024;
+/// Answer bytes buffered per HTTP/2 stream, waiting for the client's
+/// window or the socket.
+const H2_SEND_BUFFER: usize = 16 * 1024;
+/// After a GOAWAY for idleness, how long the client has to answer its
+/// PING (hyper waits for it, in case a request crossed the GOAWAY) and
+/// close, before the connection is dropped.
+const H2_GOODBYE: Duration = Duration::from_secs(1);
+
+async fn serve<I>(io: I, proto: Proto, t: Timeouts, conn: Conn, shared: Arc<Shared>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, req, conn).await) }
-    });
-    let _ = match proto {
+    match proto {
         Proto::Http1 => {
-            hyper::server::conn::http1::Builder::new()
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req, conn, None).await) }
+            });
+            let io = Watched::new(io, t.send, None);
+            let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
+                .header_read_timeout(t.header)
+                // The head the sniff reads at most: a larger one is 431.
+                .max_buf_size(sniff::MAX_HEAD)
                 .serve_connection(io, svc)
                 .with_upgrades()
-                .await
+                .await;
         }
         Proto::Http2 => {
-            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let watch = Arc::new(ConnWatch::default());
+            let w = watch.clone();
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                // Counted from here, so a stream reset mid-answer is let go.
+                let stream = w.stream();
+                async move { Ok::<_, Infallible>(handle(&shared, req, conn, Some(stream)).await) }
+            });
+            let io = Watched::new(io, t.send, Some(watch.clone()));
+            let c = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
-                .serve_connection(io, svc)
-                .await
+                .max_concurrent_streams(H2_MAX_STREAMS)
+                .initial_stream_window_size(H2_STREAM_WINDOW)
+                .initial_connection_window_size(H2_CONN_WINDOW)
+                .max_send_buf_size(H2_SEND_BUFFER)
+                // A PING after a header timeout without a frame from the
+                // client, answered within the send timeout, or the
+                // connection is closed: finds peers that are gone while
+                // their streams wait on an app.
+                .keep_alive_interval(t.header)
+                .keep_alive_timeout(t.send)
+                .serve_connection(io, svc);
+            let mut c = std::pin::pin!(c);
+            let verdict = tokio::select! {
+                _ = c.as_mut() => return,
+                v = watch::h2_watchdog(&watch, t.header, t.spent, t.send) => v,
+            };
+            if verdict == watch::Verdict::Idle {
+                // GOAWAY; the client has a moment to close.
+                c.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(H2_GOODBYE, c).await;
+            }
         }
-    };
+    }
 }
 
 fn plain(status: StatusCode) -> Response<Body> {
@@ -316,16 +472,32 @@ fn plain(status: StatusCode) -> Response<Body> {
     r
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response<Tracked> {
+async fn handle(
+    shared: &Shared,
+    req: Request<Incoming>,
+    conn: Conn,
+    stream: Option<watch::Stream>,
+) -> Response<Tracked> {
     let start = Instant::now();
+    let Ok(host) = host::of(req.version(), req.uri(), req.headers()) else {
+        let mut r = plain(StatusCode::BAD_REQUEST);
+        if req.version() != hyper::Version::HTTP_2 {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return r.map(|body| Tracked {
+            body,
+            done: None,
+            stream,
+        });
+    };
     let cfg = shared.current();
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host());
     let Some(site) = cfg.route(&conn.listener, host).cloned() else {
-        return plain(StatusCode::NOT_FOUND).map(|body| Tracked { body, done: None });
+        return plain(StatusCode::NOT_FOUND).map(|body| Tracked {
+            body,
+            done: None,
+            stream,
+        });
     };
     drop(cfg);
     // What the log needs, kept before the request is consumed.
@@ -362,6 +534,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response
     });
     resp.map(|body| Tracked {
         body,
+        stream,
         done: Some(Done {
             site,
             start,
@@ -379,6 +552,8 @@ async fn handle(shared: &Shared, req: Request<Incoming>, conn: Conn) -> Response
 pub(crate) struct Tracked {
     body: Body,
     done: Option<Done>,
+    /// HTTP/2: the stream as its connection's watchdog counts it.
+    stream: Option<watch::Stream>,
 }
 
 struct Done {
@@ -436,7 +611,16 @@ impl hyper::body::Body for Tracked {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        let Some(stream) = &mut this.stream else {
+            return std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        };
+        stream.polled();
+        let frame = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(frame, std::task::Poll::Ready(Some(Ok(_)))) && !this.body.is_end_stream() {
+            stream.handed();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -472,11 +656,10 @@ async fn pipeline(
     };
     let query = parts.uri.query();
     if let (false, Some(port)) = (conn.https, site.https_redirect) {
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.host())
+        // Checked by `handle` already.
+        let host = host::of(parts.version, &parts.uri, &parts.headers)
+            .ok()
+            .flatten()
             .unwrap_or("localhost");
         let name = if host.starts_with('[') {
             host.find(']').map_or(host, |e| &host[..=e])
@@ -497,21 +680,7 @@ async fn pipeline(
     }
     for r in &site.redirects {
         if under(&path, &r.from) {
-            let mut loc = r.to.clone();
-            if r.keep_path {
-                let rest = &parts.uri.path()[r.from.len().min(parts.uri.path().len())..];
-                if loc.ends_with('/') && rest.starts_with('/') {
-                    loc.push_str(&rest[1..]);
-                } else {
-                    loc.push_str(rest);
-                }
-                if let Some(q) = query {
-                    loc.push('?');
-                    loc.push_str(q);
-                }
-            }
-            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
-            return (static_files::redirect(status, &loc), 0, None);
+            return (redirect_rule(r, &path, query), 0, None);
         }
     }
     let mut user = None;
@@ -543,9 +712,26 @@ async fn pipeline(
         .filter(|a| under(&path, &a.config.path))
         .max_by_key(|a| a.config.path.len())
     {
+        // The app sees the path the rules matched, however it was spelled.
+        let target = match &path {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(p) => {
+                let mut t = crate::path::encode(p).into_owned();
+                if let Some(q) = query {
+                    t.push('?');
+                    t.push_str(q);
+                }
+                // Fails closed: never the raw spelling instead.
+                match hyper::Uri::try_from(t) {
+                    Ok(u) => Some(u),
+                    Err(_) => return (site.error(StatusCode::BAD_REQUEST), 11, None),
+                }
+            }
+        };
+        drop(path);
         let req = Request::from_parts(parts, body);
         let max_body = site.filter.max_body();
-        let proxied = Box::pin(app.proxy(req, conn.peer.ip(), conn.https, max_body));
+        let proxied = Box::pin(app.proxy(req, target, conn.peer.ip(), conn.https, max_body));
         return (proxied.await, 0, user);
     }
     drop(body);
@@ -556,9 +742,39 @@ async fn pipeline(
         &parts.headers,
         &path,
         query,
+        if parts.version == hyper::Version::HTTP_2 {
+            crate::body::H2_CHUNK
+        } else {
+            crate::body::CHUNK
+        },
     ));
     let resp = served.await;
     (resp, 0, user)
+}
+
+/// The answer of redirect rule `r` to the canonical `path`. With
+/// `keep_path`, what follows `from` in the path (percent-encoded again) and
+/// the query are appended to `to`; the path part never makes the
+/// `Location` start with `//`.
+fn redirect_rule(r: &crate::config::Redirect, path: &str, query: Option<&str>) -> Response<Body> {
+    let mut loc = r.to.clone();
+    if r.keep_path {
+        // `path` is canonical and under `from`: the rest is empty or
+        // starts with one '/'.
+        let rest = path.get(r.from.len()..).unwrap_or("");
+        let rest = crate::path::encode(rest);
+        if loc.ends_with('/') {
+            loc.push_str(rest.strip_prefix('/').unwrap_or(&rest));
+        } else {
+            loc.push_str(&rest);
+        }
+        if let Some(q) = query {
+            loc.push('?');
+            loc.push_str(q);
+        }
+    }
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
+    static_files::redirect(status, &loc)
 }
 
 /// The user name when the `Authorization` header holds a valid Basic

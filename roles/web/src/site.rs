@@ -154,6 +154,10 @@ pub(crate) struct Compiled {
     pub routes: HashMap<SocketAddr, ListenerRoutes>,
     /// `limits.header_timeout_secs`.
     pub header_timeout: Duration,
+    /// `limits.send_timeout_secs`.
+    pub send_timeout: Duration,
+    /// `limits.max_connections`.
+    pub max_connections: usize,
 }
 
 impl Compiled {
@@ -328,6 +332,8 @@ pub(crate) fn compile(
         sites,
         routes,
         header_timeout: Duration::from_secs(s.limits.header_timeout_secs),
+        send_timeout: Duration::from_secs(s.limits.send_timeout_secs),
+        max_connections: s.limits.max_connections,
     })
 }
 

@@ -6,6 +6,13 @@
 //! to hyper ahead of the socket ([`Prefixed`]). TLS connections don't come
 //! here: ALPN names their protocol.
 //!
+//! One header timeout: for HTTP/1 it goes on reading until the first
+//! request head is complete (at most [`MAX_HEAD`] bytes), all within the
+//! deadline set at accept. hyper's own header timer then only ever sees
+//! that head whole, so a client that sends its first byte late and then
+//! drips is cut at the one deadline, not at twice the timeout. (hyper's
+//! timer goes on covering later requests on the connection.)
+//!
 //! Why not hyper-util's auto builder: it reads the first 24 bytes alone and
 //! the rest in a second read, a system call more on every connection, and
 //! its wrapper sits on every later read and poll.
@@ -20,6 +27,9 @@ use tokio::io::AsyncReadExt;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The first read's buffer: a request head of a usual size.
 const FIRST_READ: usize = 2048;
+/// Largest HTTP/1 request head read here; hyper is set to refuse a larger
+/// one (431) as well.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proto {
@@ -27,9 +37,10 @@ pub(crate) enum Proto {
     Http2,
 }
 
-/// Reads until the protocol is known, by `deadline` at the latest: the
-/// protocol and the bytes read. None when the client closed or sent
-/// nothing in time.
+/// Reads until the protocol is known and, for HTTP/1, the first request
+/// head is complete (or [`MAX_HEAD`] bytes came), by `deadline` at the
+/// latest: the protocol and the bytes read. None when the client closed
+/// or was not done in time.
 pub(crate) async fn first_bytes<S>(
     s: &mut S,
     deadline: tokio::time::Instant,
@@ -38,6 +49,8 @@ where
     S: tokio::io::AsyncRead + Unpin,
 {
     let mut buf = BytesMut::with_capacity(FIRST_READ);
+    // Where the search for the head's end starts.
+    let mut scanned = 0;
     loop {
         match tokio::time::timeout_at(deadline, s.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
@@ -45,12 +58,33 @@ where
         }
         let n = buf.len().min(H2_PREFACE.len());
         if buf[..n] != H2_PREFACE[..n] {
-            return Some((Proto::Http1, buf.freeze()));
+            if head_ends(&buf, scanned) || buf.len() >= MAX_HEAD {
+                return Some((Proto::Http1, buf.freeze()));
+            }
+            scanned = buf.len().saturating_sub(2);
+            if buf.capacity() == buf.len() {
+                buf.reserve(buf.len().min(MAX_HEAD - buf.len()));
+            }
+            continue;
         }
         if n == H2_PREFACE.len() {
             return Some((Proto::Http2, buf.freeze()));
         }
     }
+}
+
+/// Whether `b` holds the end of a request head (an empty line: `\n\n`
+/// or `\n\r\n`), looking from `from` on.
+fn head_ends(b: &[u8], from: usize) -> bool {
+    let mut i = from;
+    while let Some(p) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'\n')) {
+        let at = i + p;
+        match (b.get(at + 1), b.get(at + 2)) {
+            (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => return true,
+            _ => i = at + 1,
+        }
+    }
+    false
 }
 
 /// An I/O whose reads give `prefix` first.
@@ -130,6 +164,36 @@ mod tests {
         let (p, b) = first_bytes(&mut s, soon()).await.unwrap();
         assert_eq!(p, Proto::Http1);
         assert_eq!(&b[..], b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn an_http1_head_in_pieces_is_read_whole_within_the_deadline() {
+        let (mut c, mut s) = tokio::io::duplex(4096);
+        let task = tokio::spawn(async move {
+            for part in [&b"GET / HTTP/1.1\r"[..], b"\nHost: a\r\n", b"\r", b"\nrest"] {
+                c.write_all(part).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            c
+        });
+        let (p, b) = first_bytes(&mut s, soon()).await.unwrap();
+        assert_eq!(p, Proto::Http1);
+        assert!(b.starts_with(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), "{b:?}");
+        let _c = task.await.unwrap();
+        // A head that never ends is dropped at the deadline.
+        let (mut c, mut s) = tokio::io::duplex(4096);
+        c.write_all(b"GET / HTTP/1.1\r\nX: y").await.unwrap();
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(30);
+        assert!(first_bytes(&mut s, soon).await.is_none());
+    }
+
+    #[test]
+    fn head_ends_at_an_empty_line() {
+        assert!(head_ends(b"GET / HTTP/1.1\r\n\r\n", 0));
+        assert!(head_ends(b"GET / HTTP/1.1\n\n", 0));
+        assert!(head_ends(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody", 10));
+        assert!(!head_ends(b"GET / HTTP/1.1\r\nA: b\r\n", 0));
+        assert!(!head_ends(b"GET / HTTP/1.1\r\n\r", 0));
     }
 
     #[tokio::test]

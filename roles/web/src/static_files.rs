@@ -25,7 +25,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
-use tokio::io::AsyncSeekExt;
 
 use crate::body::Body;
 use crate::mime;
@@ -156,7 +155,8 @@ impl FileCache {
 /// What the static handler answered, for the log.
 pub(crate) type Answer = Response<Body>;
 
-/// Serves `path` (decoded, filtered) of `site`.
+/// Serves `path` (canonical, filtered) of `site`; a large file goes out
+/// `chunk` bytes at a time.
 pub(crate) async fn serve(
     site: &Site,
     cache: &FileCache,
@@ -164,6 +164,7 @@ pub(crate) async fn serve(
     headers: &HeaderMap,
     path: &str,
     query: Option<&str>,
+    chunk: usize,
 ) -> Answer {
     if method != Method::GET && method != Method::HEAD {
         let mut r = site.error(StatusCode::METHOD_NOT_ALLOWED);
@@ -184,7 +185,8 @@ pub(crate) async fn serve(
     if meta.is_dir() {
         if !path.ends_with('/') {
             let mut loc = String::with_capacity(path.len() + 1);
-            loc.push_str(&percent_encoding::utf8_percent_encode(path, PATH_SET).to_string());
+            // `path` is canonical: one leading '/', so never `//…`.
+            loc.push_str(&crate::path::encode(path));
             loc.push('/');
             if let Some(q) = query {
                 loc.push('?');
@@ -199,7 +201,7 @@ pub(crate) async fn serve(
                 };
                 if let Ok(m) = std::fs::metadata(&f) {
                     if m.is_file() {
-                        return send_file(site, cache, method, headers, &f, &m).await;
+                        return send_file(site, cache, method, headers, &f, &m, chunk).await;
                     }
                 }
             }
@@ -212,21 +214,8 @@ pub(crate) async fn serve(
     if !meta.is_file() {
         return site.error(StatusCode::NOT_FOUND);
     }
-    send_file(site, cache, method, headers, &file, &meta).await
+    send_file(site, cache, method, headers, &file, &meta, chunk).await
 }
-
-/// Characters escaped in a Location path.
-const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'%');
 
 pub(crate) fn redirect(status: StatusCode, location: &str) -> Answer {
     let mut r = Response::new(Body::empty());
@@ -342,6 +331,7 @@ async fn send_file(
     headers: &HeaderMap,
     file: &Path,
     meta: &std::fs::Metadata,
+    chunk: usize,
 ) -> Answer {
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let ctype = mime::for_name(name);
@@ -445,13 +435,10 @@ async fn send_file(
         let end = (start + len).min(all.len() as u64) as usize;
         return finish(resp, Body::bytes(all.slice(start as usize..end)));
     }
-    let Ok(mut f) = tokio::fs::File::open(file).await else {
+    let Ok(f) = std::fs::File::open(file) else {
         return site.error(StatusCode::NOT_FOUND);
     };
-    if start > 0 && f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
-        return site.error(StatusCode::INTERNAL_SERVER_ERROR);
-    }
-    finish(resp, Body::file(f, len))
+    finish(resp, Body::file(f, start, len, chunk))
 }
 
 fn head_or(method: &Method, resp: hyper::http::response::Builder, body: Bytes) -> Answer {
@@ -571,7 +558,7 @@ fn listing(method: &Method, url: &str, dir: &Path) -> Answer {
         h.push_str("<a href=\"../\">../</a>\n");
     }
     for (name, is_dir, len, mtime) in entries {
-        let href = percent_encoding::utf8_percent_encode(&name, PATH_SET).to_string();
+        let href = percent_encoding::utf8_percent_encode(&name, crate::path::PATH_SET).to_string();
         h.push_str("<a href=\"");
         html_escape(&href, &mut h);
         if is_dir {

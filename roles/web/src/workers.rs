@@ -18,6 +18,10 @@
 //! without that, the worker that wakes first on a burst of connects takes
 //! them all (one took all 64 of wrk's, and latency suffered).
 //!
+//! Limit: the connections open on all workers together are counted; past
+//! [`Workers::set_limit`] a new connection is handed to `serve` as not
+//! admitted (the server answers it 503 and closes it) and is not counted.
+//!
 //! Each worker's thread knows its index ([`index`], 1-based; 0 on other
 //! threads), so per-worker state such as the proxy's idle backend
 //! connections is kept apart without locks shared across threads.
@@ -56,10 +60,22 @@ fn slack(least: usize) -> usize {
     2 + least / 8
 }
 
+/// Threads each worker may run blocking work on (Argon2 checks of Basic
+/// credentials, about 19 MiB each, and compression on the fly); more waits
+/// in line. tokio's default is 512, so a flood of wrong passwords could
+/// have made hundreds of threads and gigabytes.
+const BLOCKING_THREADS: usize = 2;
+
 pub(crate) struct Workers {
     handles: Vec<Handle>,
     /// Open connections per worker (0-based).
     load: Box<[AtomicUsize]>,
+    /// Connections open on all workers together (taken before a
+    /// connection is placed, so two workers cannot both take the last
+    /// place).
+    total: AtomicUsize,
+    /// Most connections open at once, all workers together.
+    limit: AtomicUsize,
 }
 
 /// A listening socket as one worker's driver knows it.
@@ -73,6 +89,7 @@ impl Workers {
         for i in 0..n {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .max_blocking_threads(BLOCKING_THREADS)
                 .build()?;
             handles.push(rt.handle().clone());
             std::thread::Builder::new()
@@ -86,7 +103,14 @@ impl Workers {
         Ok(Arc::new(Self {
             handles,
             load: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            total: AtomicUsize::new(0),
+            limit: AtomicUsize::new(usize::MAX),
         }))
+    }
+
+    /// Sets the most connections open at once (`limits.max_connections`).
+    pub(crate) fn set_limit(&self, n: usize) {
+        self.limit.store(n, Ordering::Relaxed);
     }
 
     /// `l` (non-blocking) registered with each worker's driver, in worker
@@ -103,8 +127,9 @@ impl Workers {
 
     /// Accepts on `acc`, worker `me`'s registration, until aborted:
     /// each connection is served by `serve` on this worker, or on the
-    /// least loaded one when this one holds more than its share. Spawn it
-    /// on worker `me`.
+    /// least loaded one when this one holds more than its share. Past the
+    /// limit, `serve` gets it with `admitted` false, here and uncounted.
+    /// Spawn it on worker `me`.
     pub(crate) fn accept<F, Fut>(
         self: Arc<Self>,
         me: usize,
@@ -112,7 +137,7 @@ impl Workers {
         serve: F,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
+        F: Fn(TcpStream, SocketAddr, bool) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let serve = Arc::new(serve);
@@ -126,13 +151,16 @@ impl Workers {
                         continue;
                     }
                 };
-                let to = self.pick(me);
-                let open = self.open(to);
+                let Some(open) = self.pick(me).and_then(|to| self.open(to)) else {
+                    tokio::spawn(serve(stream, peer, false));
+                    continue;
+                };
+                let to = open.i;
                 let serve = serve.clone();
                 if to == me {
                     tokio::spawn(async move {
                         let _open = open;
-                        serve(stream, peer).await
+                        serve(stream, peer, true).await
                     });
                     continue;
                 }
@@ -144,7 +172,7 @@ impl Workers {
                 self.handles[to].spawn(async move {
                     let _open = open;
                     if let Ok(s) = TcpStream::from_std(stream) {
-                        serve(s, peer).await
+                        serve(s, peer, true).await
                     }
                 });
             }
@@ -155,8 +183,12 @@ impl Workers {
         &self.handles
     }
 
-    /// The worker (0-based) for a connection accepted on `me`.
-    fn pick(&self, me: usize) -> usize {
+    /// The worker (0-based) for a connection accepted on `me`; None when
+    /// the limit is reached.
+    fn pick(&self, me: usize) -> Option<usize> {
+        if self.total.load(Ordering::Relaxed) >= self.limit.load(Ordering::Relaxed) {
+            return None;
+        }
         let (least, count) = self
             .load
             .iter()
@@ -165,19 +197,25 @@ impl Workers {
             .min_by_key(|&(_, n)| n)
             .unwrap_or((me, 0));
         if self.load[me].load(Ordering::Relaxed) <= count + slack(count) {
-            me
+            Some(me)
         } else {
-            least
+            Some(least)
         }
     }
 
-    /// Counts a connection on worker `i` (0-based) until the guard drops.
-    fn open(self: &Arc<Self>, i: usize) -> Open {
+    /// Counts a connection on worker `i` (0-based) until the guard drops;
+    /// None when that would pass the limit.
+    fn open(self: &Arc<Self>, i: usize) -> Option<Open> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if self.total.fetch_add(1, Ordering::Relaxed) >= limit {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
         self.load[i].fetch_add(1, Ordering::Relaxed);
-        Open {
+        Some(Open {
             workers: self.clone(),
             i,
-        }
+        })
     }
 }
 
@@ -190,6 +228,7 @@ struct Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.workers.load[self.i].fetch_sub(1, Ordering::Relaxed);
+        self.workers.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -201,22 +240,44 @@ mod tests {
         Arc::new(Workers {
             handles: Vec::new(),
             load: (0..2).map(|_| AtomicUsize::new(0)).collect(),
+            total: AtomicUsize::new(0),
+            limit: AtomicUsize::new(usize::MAX),
         })
     }
 
     #[test]
     fn a_worker_past_its_share_hands_new_connections_to_the_least_loaded() {
         let w = two();
-        let mut held: Vec<Open> = (0..3).map(|_| w.open(0)).collect();
-        assert_eq!(w.pick(0), 1, "three against none is past the slack of 2");
-        held.push(w.open(1));
-        assert_eq!(w.pick(0), 0, "three against one is within it");
-        let many: Vec<Open> = (0..40).map(|_| w.open(1)).collect();
-        assert_eq!(w.pick(1), 0);
+        let mut held: Vec<Open> = (0..3).filter_map(|_| w.open(0)).collect();
+        assert_eq!(
+            w.pick(0),
+            Some(1),
+            "three against none is past the slack of 2"
+        );
+        held.extend(w.open(1));
+        assert_eq!(w.pick(0), Some(0), "three against one is within it");
+        let many: Vec<Open> = (0..40).filter_map(|_| w.open(1)).collect();
+        assert_eq!(w.pick(1), Some(0));
         drop(many);
         held.clear();
-        assert_eq!((w.pick(0), w.pick(1)), (0, 1));
+        assert_eq!((w.pick(0), w.pick(1)), (Some(0), Some(1)));
         assert_eq!(w.load[0].load(Ordering::Relaxed), 0, "guards give back");
+    }
+
+    #[test]
+    fn past_the_limit_no_worker_is_picked() {
+        let w = two();
+        w.set_limit(3);
+        let held: Vec<Open> = (0..2).filter_map(|i| w.open(i)).collect();
+        assert!(w.pick(0).is_some());
+        let third = w.open(0);
+        assert!(third.is_some());
+        assert_eq!((w.pick(0), w.pick(1)), (None, None));
+        assert!(w.open(1).is_none(), "a fourth place is not given");
+        drop(third);
+        assert!(w.pick(1).is_some());
+        drop(held);
+        assert_eq!(w.total.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -240,7 +301,7 @@ mod tests {
         let accs = w.acceptors(&l).unwrap();
         for (i, acc) in accs.into_iter().enumerate() {
             let tx = tx.clone();
-            w.handles()[i].spawn(w.clone().accept(i, acc, move |mut s, _| {
+            w.handles()[i].spawn(w.clone().accept(i, acc, move |mut s, _, _| {
                 let tx = tx.clone();
                 async move {
                     // Which worker serves it; held open until the peer closes.

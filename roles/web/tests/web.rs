@@ -3,167 +3,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mote-web");
-const APP: &str = env!("CARGO_BIN_EXE_mote-web-testapp");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "port {port} never opened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A running mote-web, killed on drop.
-struct Web {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-/// SIGTERM, then SIGKILL after 5 s.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(5) {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Web {
-    fn start(dir: tempfile::TempDir, config: &str, ports: &[u16], extra: &[&str]) -> Web {
-        let cfg = dir.path().join("web.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--workers", "2"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        for p in ports {
-            wait_port(*p);
-        }
-        Web { child, dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-/// A curl response: status, lower-cased headers, body.
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    version: String,
-}
-
-impl Resp {
-    fn h(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn curl(args: &[&str]) -> Resp {
-    let d = tempfile::tempdir().unwrap();
-    let hdr = d.path().join("h");
-    let out = Command::new("curl")
-        .args(["-s", "-g", "--path-as-is", "--max-time", "20", "-D"])
-        .arg(&hdr)
-        .args(args)
-        .output()
-        .expect("curl must be installed: apt-get install curl");
-    let text = std::fs::read_to_string(&hdr).unwrap_or_default();
-    // The last header block (after any 100/101 interim ones).
-    let block = text
-        .split("\r\n\r\n")
-        .filter(|b| !b.trim().is_empty())
-        .last()
-        .unwrap_or("");
-    let mut lines = block.lines();
-    let first = lines.next().unwrap_or("");
-    let mut parts = first.split_whitespace();
-    let version = parts.next().unwrap_or("").to_owned();
-    let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Resp {
-        status,
-        headers,
-        body: out.stdout,
-        version,
-    }
-}
-
-/// A temporary directory with the test tree under `www`.
-fn fixture() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    tree(&root);
-    (dir, root)
-}
-
-fn tree(root: &Path) {
-    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
-    std::fs::create_dir_all(root.join("browse")).unwrap();
-    std::fs::create_dir_all(root.join(".git")).unwrap();
-    std::fs::create_dir_all(root.join("errors")).unwrap();
-    std::fs::write(root.join("index.html"), "<h1>home</h1>\n").unwrap();
-    std::fs::write(root.join("hello.txt"), "hello world\n").unwrap();
-    std::fs::write(root.join("style.css"), "body { color: red; }\n".repeat(200)).unwrap();
-    std::fs::write(root.join("app.js"), "console.log(1);\n".repeat(100)).unwrap();
-    let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(root.join("big.bin"), &big).unwrap();
-    std::fs::write(root.join("sub/index.htm"), "sub index\n").unwrap();
-    std::fs::write(root.join("sub/deeper/a.json"), "{\"a\":1}\n").unwrap();
-    std::fs::write(root.join("browse/one.txt"), "1").unwrap();
-    std::fs::write(root.join("browse/two <b>.txt"), "2").unwrap();
-    std::fs::write(root.join(".git/config"), "secret").unwrap();
-    std::fs::write(root.join("web.config"), "secret").unwrap();
-    std::fs::write(root.join("errors/404.html"), "custom not found\n").unwrap();
-    std::fs::write(root.join("pre.txt"), "plain version ".repeat(50)).unwrap();
-    std::fs::write(root.join("pre.txt.gz"), "GZ-SIBLING").unwrap();
-}
-
-fn url(port: u16, path: &str) -> String {
-    format!("http://127.0.0.1:{port}{path}")
-}
+mod common;
+use common::*;
 
 #[test]
 fn static_content_filtering_logging_metrics() {
@@ -677,44 +522,6 @@ fn sighup_reload_adds_listener_keeps_connections() {
     }
 }
 
-fn nginx_bin() -> PathBuf {
-    for p in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("nginx is required for the comparison test: apt-get install nginx-light");
-}
-
-/// Starts nginx serving `root` on `port` from a generated config in `dir`.
-fn start_nginx(dir: &Path, root: &Path, port: u16) -> Child {
-    let conf = dir.join("nginx.conf");
-    let mime = ["/etc/nginx/mime.types"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .map(|p| format!("include {p};"))
-        .unwrap_or_default();
-    std::fs::write(
-        &conf,
-        format!(
-            "user root;\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n {mime}\n default_type application/octet-stream;\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n server {{ listen 127.0.0.1:{port}; root {root}; index index.html index.htm; }}\n}}\n",
-            d = dir.display(),
-            root = root.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(nginx_bin())
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port);
-    child
-}
-
 #[test]
 fn same_answers_as_nginx() {
     let (dir, root) = fixture();
@@ -751,6 +558,13 @@ fn same_answers_as_nginx() {
             vec!["-r".into(), "599990-".into(), "/big.bin".into()],
         ),
         ("416", vec!["-r".into(), "900-".into(), "/hello.txt".into()]),
+        // One path however it is spelled (issue 10).
+        ("double slash", vec!["//hello.txt".into()]),
+        ("dot segment", vec!["/./hello.txt".into()]),
+        ("encoded slash", vec!["/%2fsub/index.htm".into()]),
+        ("encoded dot", vec!["/%2e/hello.txt".into()]),
+        ("inner slashes", vec!["/sub//deeper/a.json".into()]),
+        ("encoded dot-dot", vec!["/%2e%2e/hello.txt".into()]),
         ("HEAD", vec!["-I".into(), "/hello.txt".into()]),
         ("HEAD big", vec!["-I".into(), "/big.bin".into()]),
         (
@@ -807,6 +621,36 @@ fn same_answers_as_nginx() {
                 Some(&format!("{:?}", m.body)),
                 Some(&format!("{:?}", n.body)),
             );
+        }
+    }
+    // A directory spelled oddly is redirected to its one spelling, on this
+    // site (nginx's Location is absolute, ours a path).
+    for p in ["//sub", "/%2Fsub", "/./sub", "/%2e/sub"] {
+        let (m, n) = (curl(&[&url(mine, p)]), curl(&[&url(theirs, p)]));
+        let (ml, nl) = (m.h("location").unwrap_or(""), n.h("location").unwrap_or(""));
+        if m.status != n.status || ml != "/sub/" || !nl.ends_with(&format!(":{theirs}/sub/")) {
+            diffs.push(format!(
+                "{p}: mote-web {} {ml:?}, nginx {} {nl:?}",
+                m.status, n.status
+            ));
+        }
+    }
+    // Host as RFC 9112 §3.2 asks, nginx as the reference: none (HTTP/1.1),
+    // two, or an invalid one is 400; HTTP/1.0 may go without.
+    for (what, head) in [
+        ("no Host", "GET /hello.txt HTTP/1.1\r\n"),
+        (
+            "two Hosts",
+            "GET /hello.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+        ),
+        ("Host with /", "GET /hello.txt HTTP/1.1\r\nHost: a/b\r\n"),
+        ("HTTP/1.0 without Host", "GET /hello.txt HTTP/1.0\r\n"),
+        ("one Host", "GET /hello.txt HTTP/1.1\r\nHost: a\r\n"),
+    ] {
+        let req = format!("{head}Connection: close\r\n\r\n");
+        let (m, n) = (raw(mine, &req).status, raw(theirs, &req).status);
+        if m != n {
+            diffs.push(format!("{what}: mote-web {m}, nginx {n}"));
         }
     }
     // 304 on our own ETag as nginx does on its own.
@@ -881,19 +725,6 @@ fn disabled_sites_do_not_listen_and_reload_flips_them() {
     hup();
     wait_closed(a);
     assert_eq!(curl(&[&url(b, "/hello.txt")]).status, 200);
-}
-
-/// Reads until the server closes `s`; how long that took.
-fn time_to_close(s: &mut TcpStream) -> Duration {
-    let t = Instant::now();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return t.elapsed(),
-            Ok(_) => {}
-        }
-    }
 }
 
 #[test]

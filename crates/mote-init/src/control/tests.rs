@@ -32,6 +32,7 @@ fn sleeper(tag: &str) -> Service {
         ports: vec![],
         stop_timeout_secs: 1,
         capabilities: Vec::new(),
+        open_files: None,
     }
 }
 

@@ -481,7 +481,49 @@ mod tests {
             ports: vec![],
             stop_timeout_secs: 1,
             capabilities: Vec::new(),
+            open_files: None,
         }
+    }
+
+    /// A server needs a descriptor per connection: PID 1 sets each
+    /// service's RLIMIT_NOFILE from its definition (default 65536), for
+    /// unprivileged services too.
+    #[tokio::test(flavor = "current_thread")]
+    async fn services_get_their_open_files_limit() {
+        let reaper = Reaper::start().unwrap();
+        let events = Events::new(false);
+        crate::system::raise_open_files_ceiling(&events);
+        let mut settings = NodeSettings::default();
+        let script = "echo \"limits $(ulimit -Sn) $(ulimit -Hn)\"; exec sleep 30";
+        settings.services.insert(
+            "default".into(),
+            service(script, RestartPolicy::Always, &[]),
+        );
+        let mut own = service(script, RestartPolicy::Always, &[]);
+        own.open_files = Some(4242);
+        own.user = "nobody".into();
+        settings.services.insert("own".into(), own);
+        let sup = Supervisor::start_settings(&settings, &reaper, &events, fast());
+        sup.wait_settled(Duration::from_secs(10)).await;
+        let said = |source: &str| {
+            events
+                .recent()
+                .into_iter()
+                .find(|e| e.source == source && e.message.starts_with("limits"))
+                .map(|e| e.message)
+        };
+        for _ in 0..100 {
+            if said("default").is_some() && said("own").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A test host may hold a ceiling below 65536 that root cannot raise
+        // (no CAP_SYS_RESOURCE in a sandbox); PID 1 on a node raises it.
+        let default = 65_536.min(crate::system::open_files_ceiling());
+        assert_eq!(said("default"), Some(format!("limits {default} {default}")));
+        assert_eq!(said("own").as_deref(), Some("limits 4242 4242"));
+        sup.stop_all().await;
     }
 
     fn fast() -> Limits {

@@ -322,6 +322,32 @@ impl Runner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        let wanted = self.spec.open_files() as libc::rlim_t;
+        let ceiling = crate::system::open_files_ceiling();
+        let open_files = wanted.min(ceiling);
+        if open_files < wanted {
+            self.events.warn(
+                &self.name,
+                format!("open_files {wanted} is above this machine's ceiling; {open_files} it is"),
+            );
+        }
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only calls setrlimit on a struct on its stack. The hard limit may
+        // only be lowered once the child has become its user: PID 1 raised
+        // its own (inherited) ceiling at boot for that, and the value is
+        // clamped to that ceiling above, so this does not fail.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: open_files,
+                    rlim_max: open_files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if let Some(procs) = self.cgroup.as_ref().and_then(|dir| {
             CString::new(
                 dir.join("cgroup.procs")

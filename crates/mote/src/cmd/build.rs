@@ -37,7 +37,7 @@ pub struct BinDir {
 }
 
 impl BinDir {
-    fn resolve(&self) -> anyhow::Result<PathBuf> {
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
         if let Some(dir) = &self.bin_dir {
             return Ok(dir.clone());
         }

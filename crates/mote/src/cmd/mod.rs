@@ -3,8 +3,10 @@
 pub mod build;
 pub mod check;
 pub mod doctor;
+pub mod key;
 pub mod node;
 pub mod nodes;
+pub mod package;
 pub mod passwd;
 pub mod remote;
 pub mod run;

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::output;
 
-/// List the nodes `mote run` started on this host, with their state and
-/// forwarded ports.
+/// List the nodes `mote run` started on this host, with their state,
+/// network and forwarded ports.
 #[derive(clap::Args)]
 pub struct ListArgs {
     /// Print the list as JSON.
@@ -49,6 +49,10 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
                     "stopped".into()
                 },
                 n.pid.to_string(),
+                match &n.tap {
+                    Some(tap) => format!("{} ({tap})", n.net),
+                    None => n.net.to_string(),
+                },
                 n.forwards
                     .iter()
                     .map(|f| format!("{}→{}", f.host, f.guest))
@@ -58,7 +62,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    output::table(&["name", "state", "pid", "forwards", "image"], &rows);
+    output::table(&["name", "state", "pid", "net", "forwards", "image"], &rows);
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use mote_vm::{AccelChoice, Forward, Machine, Protocol, RunConfig};
+use mote_vm::{AccelChoice, Forward, Machine, NetMode, Protocol, RunConfig};
 use serde::Serialize;
 
 use crate::cmd::build::{self, BinDir};
@@ -23,8 +23,15 @@ pub struct Args {
     /// Node name [default: the image directory's name]
     #[arg(long)]
     name: Option<String>,
+    /// The node's network: `user` (QEMU's user-mode network, reached through
+    /// --forward), `tap=NAME` (an existing tap device), `tap` (mote makes one
+    /// named after the node, gone when QEMU exits; needs root), or
+    /// `bridge=NAME` (a tap mote makes on that bridge, or QEMU's bridge
+    /// helper's). The MAC address is derived from the node's name.
+    #[arg(long, value_name = "MODE", default_value = "user")]
+    net: NetMode,
     /// Forward a host port on 127.0.0.1 to a guest port: HOST:GUEST[/udp]
-    /// (repeatable; HOST 0 picks a free port).
+    /// (repeatable; HOST 0 picks a free port; user-mode network only).
     #[arg(short, long = "forward", value_name = "HOST:GUEST")]
     forwards: Vec<Forward>,
     /// Guest memory in MiB.
@@ -72,10 +79,17 @@ struct Ready<'a> {
     hostname: &'a str,
     addresses: &'a [String],
     forwards: Vec<String>,
+    /// The network mode, as `--net` takes it.
+    net: String,
+    /// The node's MAC address, the same on every boot.
+    mac: String,
+    /// The host side of its tap, on a tap or bridge network.
+    tap: Option<String>,
     boot: mote_vm::BootSplit,
     serial_log: PathBuf,
     notice: Option<String>,
-    /// `127.0.0.1:PORT` of the management API, when forwarded.
+    /// `127.0.0.1:PORT` of the management API, when forwarded; on a tap or
+    /// bridge network, the node's first IPv4 address and the port.
     management: Option<String>,
     /// The pinned certificate fingerprint, from the ready line.
     fingerprint: Option<String>,
@@ -101,6 +115,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ))
         .code(Code::Usage);
     }
+    if !args.net.forwards() && !args.forwards.is_empty() {
+        return Err(anyhow::anyhow!(
+            "--forward works only with --net user; on --net {} the node has its own address on \
+             the segment (printed when it is ready): connect to it there, or drop --net",
+            args.net
+        ))
+        .code(Code::Usage);
+    }
     let image_dir = if args.target.is_file() {
         build::build(&args.target, None, &args.bins, args.json)?.0
     } else {
@@ -115,11 +137,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("cannot name the node after its image directory; pass --name")?,
     };
     let mut cfg = RunConfig::new(&name, &image_dir);
+    cfg.net = args.net.clone();
     cfg.forwards = args.forwards.clone();
     let mgmt_port = args
         .management_port
         .unwrap_or_else(|| image_management_port(&image_dir));
     if !args.no_manage
+        && cfg.net.forwards()
         && !cfg
             .forwards
             .iter()
@@ -170,12 +194,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|f| format!("127.0.0.1:{} → {}/{}", f.host, f.guest, f.protocol))
         .collect();
-    let management = node
-        .forwards()
-        .iter()
-        .find(|f| f.guest == mgmt_port && f.protocol == Protocol::Tcp)
-        .filter(|_| !args.no_manage)
-        .map(|f| format!("127.0.0.1:{}", f.host));
+    let management = if args.no_manage {
+        None
+    } else if cfg.net.forwards() {
+        node.forwards()
+            .iter()
+            .find(|f| f.guest == mgmt_port && f.protocol == Protocol::Tcp)
+            .map(|f| format!("127.0.0.1:{}", f.host))
+    } else {
+        // On a segment: the node's own address, as its ready line says.
+        report
+            .addresses
+            .iter()
+            .find_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+            .map(|ip| format!("{ip}:{mgmt_port}"))
+    };
     let fingerprint = report.fields.get("fingerprint").cloned();
     let pin = match (&management, &fingerprint) {
         (Some(addr), Some(fp)) => Some(pin(&name, addr, fp)?),
@@ -187,6 +220,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         hostname: &report.hostname,
         addresses: &report.addresses,
         forwards,
+        net: cfg.net.to_string(),
+        mac: node.mac().to_owned(),
+        tap: node.tap().map(str::to_owned),
         boot: report.split,
         serial_log: node.serial_log().to_path_buf(),
         notice: node.notice().map(str::to_owned),
@@ -256,6 +292,13 @@ fn print_ready(ready: &Ready<'_>, detached: bool) {
                     "none".into()
                 } else {
                     ready.forwards.join(", ")
+                },
+            ],
+            vec![
+                "network".into(),
+                match &ready.tap {
+                    Some(tap) => format!("{} (tap {tap}), mac {}", ready.net, ready.mac),
+                    None => format!("{}, mac {}", ready.net, ready.mac),
                 },
             ],
             vec!["console".into(), ready.serial_log.display().to_string()],

@@ -14,13 +14,22 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+pub mod netns;
+pub mod scan;
+
 pub fn mote(state: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mote"));
+    with_mote_env(&mut cmd, state);
+    cmd
+}
+
+/// The private state and config directories, the demo password, and the
+/// workspace as the working directory.
+pub fn with_mote_env(cmd: &mut Command, state: &Path) {
     cmd.env("MOTE_STATE_DIR", state)
         .env("MOTE_CONFIG_DIR", state.join("config"))
         .env("MOTE_PASSWORD", "mote-demo")
         .current_dir(root());
-    cmd
 }
 
 pub fn free_port() -> u16 {
@@ -112,6 +121,12 @@ pub fn boot(state: &Path, image: &Path, name: &str, forwards: &[(u16, u16)]) -> 
     for (host, guest) in forwards {
         cmd.args(["--forward", &format!("{host}:{guest}")]);
     }
+    boot_with(cmd, state, name)
+}
+
+/// Boot with a `mote run --json …` command the caller made (e.g. inside a
+/// network namespace).
+pub fn boot_with(mut cmd: Command, state: &Path, name: &str) -> Booted {
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("mote run starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
@@ -168,11 +183,8 @@ pub fn power_cut(booted: Booted) {
         .unwrap_or_else(|| panic!("no QEMU pid in the ready report: {}", booted.ready));
     // SAFETY: kill takes no pointers; the pid is the node's QEMU, which
     // `mote run` (our child) has not reaped yet, so it cannot be reused.
-    assert_eq!(
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) },
-        0,
-        "kill QEMU {pid}"
-    );
+    let killed = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(killed, 0, "kill QEMU {pid}");
     let mut child = booted
         .child
         .take()
@@ -180,6 +192,21 @@ pub fn power_cut(booted: Booted) {
     wait_for("mote run to end", Duration::from_secs(20), || {
         child.try_wait().ok().flatten()
     });
+}
+
+/// `mote -n NAME ARGS… --json`, parsed; `None` when it fails (the node or
+/// its agent is down).
+pub fn try_remote(state: &Path, name: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let out = mote(state)
+        .args(["-n", name])
+        .args(args)
+        .arg("--json")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
 }
 
 /// `mote -n NAME ARGS… --json`, parsed.

@@ -79,6 +79,13 @@ pub async fn get(QueryArgs(q): QueryArgs<FilesQuery>) -> Result<Response, ApiErr
 
 pub async fn put(QueryArgs(q): QueryArgs<FilesQuery>, body: Body) -> Result<Json<Done>, ApiError> {
     let p = absolute(&q.path)?;
+    if q.path.ends_with('/') || tokio::fs::metadata(&p).await.is_ok_and(|m| m.is_dir()) {
+        return Err(ApiError::BadRequest(format!(
+            "{:?} is a directory; name the file to write, such as {:?}",
+            q.path,
+            p.join("NAME")
+        )));
+    }
     let data = axum::body::to_bytes(body, MAX_UPLOAD_BYTES)
         .await
         .map_err(|_| ApiError::TooLarge {

@@ -36,6 +36,8 @@ pub type AppState = Arc<App>;
 pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
         ("POST", "/v1/login", post(login::login)),
+        ("POST", "/v1/logout", post(login::logout)),
+        ("GET", "/v1/sessions", get(login::sessions)),
         ("GET", "/v1/openapi.json", get(openapi::document)),
         ("GET", "/v1/system", get(system::get)),
         ("GET", "/v1/settings", get(settings::get)),
@@ -99,8 +101,23 @@ pub fn router(app: AppState) -> Router {
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
+/// The bearer token a request was let in with (for logout and the session
+/// list).
+#[derive(Debug, Clone)]
+pub struct SessionToken(pub String);
+
+/// The digest of the credential in force, that live tokens must carry.
+pub fn credential(app: &App) -> Result<u64, ApiError> {
+    let store = lock(&app.store)?;
+    Ok(crate::auth::credential_of(
+        &store.settings().system.admin_password_hash,
+    ))
+}
+
 /// Checks the token (except on public routes) and audits every change
-/// (every method but GET), with its result.
+/// (every method but GET), with its result. Refusals of callers without a
+/// valid token are sampled: the first from a source in each window is
+/// written, with the count of those left out before it.
 async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let addr = req
         .extensions()
@@ -111,11 +128,11 @@ async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Res
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let user = match token {
-        Some(t) => lock(&app.auth).ok().and_then(|a| a.check(t)),
-        None => None,
-    };
+        .map(|t| t.trim().to_string());
+    let user = token.as_deref().and_then(|t| {
+        let c = credential(&app).ok()?;
+        lock(&app.auth).ok()?.check(t, c)
+    });
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let public = PUBLIC.contains(&path.as_str());
@@ -125,27 +142,38 @@ async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Res
     };
     let resp = if user.is_none() && !public {
         let why = if token.is_some() {
-            "the token is unknown or expired; log in again"
+            "the token is unknown, expired, logged out or older than the password; log in again"
         } else {
             "log in first: POST /v1/login, then send Authorization: Bearer TOKEN"
         };
         ApiError::Unauthorized(why.into()).into_response()
     } else {
         req.extensions_mut().insert(caller.clone());
+        if let (Some(t), Some(_)) = (token, &user) {
+            req.extensions_mut().insert(SessionToken(t));
+        }
         next.run(req).await
     };
     if method == Method::GET {
         return resp;
     }
-    let what = match req_query_free(&method, &path) {
-        q if q.is_empty() => path.clone(),
-        q => q,
-    };
+    let what = format!("{method} {path}");
     let status = resp.status();
     if status.is_success() {
         app.record(&caller, what, "ok".into()).await;
         return resp;
     }
+    let skipped = if user.is_none() {
+        match app.refusals.sample(
+            crate::auth::throttle::source_of(addr.ip()),
+            std::time::Instant::now(),
+        ) {
+            Some(n) => n,
+            None => return resp,
+        }
+    } else {
+        0
+    };
     // Errors are small JSON bodies: read the message for the log.
     let (parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
@@ -154,11 +182,12 @@ async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Res
     let msg = serde_json::from_slice::<mote_api::api::ErrorBody>(&bytes)
         .map(|b| b.error)
         .unwrap_or_default();
-    app.record(&caller, what, format!("{} {msg}", status.as_u16()))
-        .await;
+    let mut result = format!("{} {msg}", status.as_u16());
+    if skipped > 0 {
+        result.push_str(&format!(
+            " (and {skipped} refusals not written before this one)"
+        ));
+    }
+    app.record(&caller, what, result).await;
     Response::from_parts(parts, axum::body::Body::from(bytes))
-}
-
-fn req_query_free(method: &Method, path: &str) -> String {
-    format!("{method} {path}")
 }

@@ -24,6 +24,26 @@ pub async fn put_interface(
     Path(name): Path<String>,
     JsonBody(iface): JsonBody<Interface>,
 ) -> Result<Json<VersionedSettings>, ApiError> {
+    let configured = lock(&app.store)?
+        .current()
+        .settings
+        .network
+        .interfaces
+        .contains_key(&name);
+    if !configured {
+        let live = match app.ask(Request::Network).await? {
+            Response::Network(n) => n,
+            _ => return Err(ApiError::Unexpected("network")),
+        };
+        if !live.links.iter().any(|l| l.name == name) {
+            let names: Vec<&str> = live.links.iter().map(|l| l.name.as_str()).collect();
+            return Err(ApiError::NotFound(format!(
+                "no interface {name:?} on this node (it has {}); \
+                 an interface that is not there yet can be set with PATCH /v1/settings",
+                names.join(", ")
+            )));
+        }
+    }
     let what = format!("set interface {name}");
     Ok(Json(
         app.change(&caller.user, &what, |old| {

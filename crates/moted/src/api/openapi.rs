@@ -13,7 +13,7 @@ use mote_api::api::{
     Audit, AuditQuery, DirListing, Done, ErrorBody, Events, EventsQuery, ExecLine, ExecRequest,
     FilesQuery, Firewall, FirewallRule, Interface, KillRequest, LoginRequest, LoginResponse,
     NetworkView, Performance, PowerAction, Processes, RevertRequest, ServiceAction, Services,
-    SettingsHistory, SettingsStatus, SettingsValue, SystemInfo, VersionedSettings,
+    Sessions, SettingsHistory, SettingsStatus, SettingsValue, SystemInfo, VersionedSettings,
 };
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::transform::{transform_subschemas, Transform};
@@ -210,6 +210,18 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
         ("POST", "/v1/login") => Op::new("login", "Log in: a bearer token for one hour", "A token")
             .body(JSON, s.of::<LoginRequest>())
             .answer(JSON, s.of::<LoginResponse>()),
+        ("POST", "/v1/logout") => Op::new(
+            "logout",
+            "End this session: the token stops working",
+            "Done",
+        )
+        .answer(JSON, s.of::<Done>()),
+        ("GET", "/v1/sessions") => Op::new(
+            "listSessions",
+            "Live sessions (user, source, issued, expires; never a token), oldest first; a changed `system.admin_password_hash` ends every older one",
+            "The sessions",
+        )
+        .answer(JSON, s.of::<Sessions>()),
         ("GET", "/v1/openapi.json") => Op::new(
             "openapi",
             "This document (OpenAPI 3.0)",
@@ -560,7 +572,7 @@ fn operation(method: &str, path: &str, op: Op, public: bool) -> Value {
     }
     if method == "POST" && path == "/v1/login" {
         responses["429"] = json!({
-            "description": "Too many failed logins from this address: wait and retry",
+            "description": "Too many failed logins from this address, or the user is under attack and its lane for addresses without failures is busy: wait `Retry-After` seconds and retry (a client that logged in before and sends its `device` is not held back)",
             "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
             "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
         });

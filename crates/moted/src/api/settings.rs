@@ -24,15 +24,28 @@ use crate::app::{lock, Caller};
 use crate::core::json;
 use crate::error::{ApiError, JsonBody};
 
-/// What reads show instead of the administrator's password hash: a hash is
-/// a secret (it can be attacked offline), and reads never need it. Writing a
-/// new one with PATCH still works; writing this text back is refused by
-/// validation, so a read-modify-write cannot clobber the credential.
-pub const REDACTED: &str = "(redacted; PATCH system.admin_password_hash to change it)";
+pub use mote_api::api::REDACTED;
 
 fn redacted(mut current: VersionedSettings) -> VersionedSettings {
-    current.settings.system.admin_password_hash = REDACTED.into();
+    current.settings = mote_api::api::redact(current.settings);
     current
+}
+
+/// The longest `what` a history entry keeps of a patch.
+pub const MAX_WHAT: usize = 512;
+
+/// How a patch is described in the history: the hash a patch sets is
+/// redacted like every answer, and a long patch is cut.
+fn describe_patch(patch: &serde_json::Value) -> String {
+    let mut shown = patch.clone();
+    if let Some(h) = shown
+        .get_mut("system")
+        .and_then(|s| s.get_mut("admin_password_hash"))
+        .filter(|h| h.is_string())
+    {
+        *h = REDACTED.into();
+    }
+    crate::audit::truncate(&format!("PATCH /v1/settings {shown}"), MAX_WHAT)
 }
 
 /// The settings as an answer: redacted, with their version as `ETag`.
@@ -116,7 +129,7 @@ pub async fn patch(
             "a merge patch is a JSON object".into(),
         ));
     }
-    let what = format!("PATCH /v1/settings {patch}");
+    let what = describe_patch(&patch);
     Ok(tagged(
         app.change_if(&caller.user, &what, expected.as_deref(), |old| {
             patched(old, &patch)

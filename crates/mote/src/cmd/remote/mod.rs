@@ -23,6 +23,9 @@ use crate::remote::{self, Session};
 pub enum Verb {
     /// Log in to the node (MOTE_PASSWORD or a prompt) and cache the token.
     Login(LoginArgs),
+    /// End this session: the node revokes the cached token, and it is
+    /// forgotten here.
+    Logout(LoginArgs),
     /// The node's hostname, kernel, uptime, boot timeline and packages.
     System(system::Args),
     /// List, start, stop or restart services, or show a service's logs.
@@ -75,6 +78,30 @@ pub fn run(node: Option<&str>, verb: Verb) -> anyhow::Result<i32> {
             }
             return Ok(0);
         }
+        if let Verb::Logout(a) = &verb {
+            // Without a cached token there is no session to end (and no
+            // reason to log in).
+            let ended = if remote::has_token(&name)? {
+                let mut s = remote::connect(&name, false).await?;
+                match s.client.logout().await {
+                    Ok(_) => true,
+                    // The node had forgotten it already.
+                    Err(mote_api::client::ClientError::Status { status: 401, .. }) => false,
+                    Err(e) => return Err(remote::explain(&name, None, e)),
+                }
+            } else {
+                false
+            };
+            remote::forget_token(&name)?;
+            if a.json {
+                crate::output::json(&serde_json::json!({ "node": name, "logged_out": ended }))?;
+            } else if ended {
+                println!("logged out of {name}; its token no longer works");
+            } else {
+                println!("no live session with {name}; nothing cached now");
+            }
+            return Ok(0);
+        }
         let mut s = remote::connect(&name, false).await?;
         match dispatch(&s, &verb).await {
             // A cached token the node forgot (it restarted): log in again.
@@ -89,7 +116,7 @@ pub fn run(node: Option<&str>, verb: Verb) -> anyhow::Result<i32> {
 
 async fn dispatch(s: &Session, verb: &Verb) -> anyhow::Result<i32> {
     match verb {
-        Verb::Login(_) => Ok(0),
+        Verb::Login(_) | Verb::Logout(_) => Ok(0),
         Verb::System(a) => system::run(s, a).await.map(|()| 0),
         Verb::Service(a) => service::run(s, a).await.map(|()| 0),
         Verb::Events(a) => events::run(s, a).await.map(|()| 0),

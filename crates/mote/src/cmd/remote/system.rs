@@ -41,5 +41,23 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
             vec!["settings".into(), i.settings.to_string()],
         ],
     );
+    // Who else is logged in (never their tokens); `*` marks this session.
+    if let Ok(list) = s.client.sessions().await {
+        println!();
+        let rows: Vec<Vec<String>> = list
+            .sessions
+            .iter()
+            .map(|x| {
+                vec![
+                    format!("{}{}", x.id, if x.current { " *" } else { "" }),
+                    x.user.clone(),
+                    x.source.clone(),
+                    output::time_ms(x.issued_ms),
+                    output::time_ms(x.expires_ms),
+                ]
+            })
+            .collect();
+        output::table(&["SESSION", "USER", "FROM", "ISSUED", "EXPIRES"], &rows);
+    }
     Ok(())
 }
