@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask demo` — build everything, boot `examples/hello.toml`, show it serving;
 //! - `cargo xtask test` — install what the tests need (on Debian), run every test;
+//! - `cargo xtask fuzz [SECONDS]` — the property tests and the API fuzz run, longer;
 //! - `cargo xtask bench boot` — build time, sizes, boot split against the floor;
 //! - `cargo xtask bench management` — moted latency on loopback;
 //! - `cargo xtask bench web` — mote-web against nginx.
@@ -9,6 +10,7 @@
 mod bench;
 mod bench_management;
 mod bench_web;
+mod fuzz;
 mod prereqs;
 
 use std::path::{Path, PathBuf};
@@ -18,11 +20,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 const USAGE: &str =
-    "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | bench boot|management|web>
+    "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | fuzz [SECONDS] | bench boot|management|web>
 
   demo              build everything, boot examples/hello.toml, show it serving
   test              install test prerequisites if missing (Debian, as root), check
                     cargo fmt and clippy, run all tests
+  fuzz [SECONDS]    the property tests (manifest loader, settings merge patch, DHCP
+                    parser) and the schemathesis run against moted, for SECONDS in
+                    all (default 600) instead of the suite's few seconds
   bench boot        build time, image sizes and the boot split against a trivial init
   bench management  moted request latency (read, write) and 50 concurrent sessions
   bench web         mote-web against nginx with wrk: req/s, p99, ratios, RSS";
@@ -32,6 +37,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") if bench_management::asked(&args) => bench_management::run(&args[2..]),
         Some("bench") => bench::run(&args[1..]),
         _ => {

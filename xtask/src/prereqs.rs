@@ -112,37 +112,54 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-/// Python tools some tests use, from PyPI (pip is there once `ensure` ran).
+/// Python tools some tests use, from PyPI (pip is there once `ensure`
+/// ran): (program that proves it is there, what pip installs, why).
+const PYTHON_TOOLS: [(&str, &str, &str); 2] = [
+    (
+        "openapi-spec-validator",
+        "openapi-spec-validator",
+        "checks docs/api/openapi.json",
+    ),
+    // Pinned: the moted test passes options of this version's CLI.
+    (
+        "schemathesis",
+        SCHEMATHESIS,
+        "fuzzes moted's API in crates/moted/tests/schemathesis.rs",
+    ),
+];
+
+/// The schemathesis the suite runs (`crates/moted/tests/schemathesis.rs`
+/// names the same).
+pub const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// Installs the [`PYTHON_TOOLS`] that are missing.
 pub fn ensure_python_tools() -> anyhow::Result<()> {
-    if have("openapi-spec-validator") {
-        return Ok(());
-    }
-    eprintln!("xtask: installing openapi-spec-validator (checks docs/api/openapi.json)…");
-    let status = Command::new("pip3")
-        .args([
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "openapi-spec-validator",
-        ])
-        .status()
-        .context("running pip3")?;
-    if !status.success() {
-        // Debian's own Python refuses system-wide installs (PEP 668).
-        let status = Command::new("pip3")
-            .args([
-                "install",
-                "-q",
-                "--break-system-packages",
-                "openapi-spec-validator",
-            ])
-            .status()
-            .context("running pip3")?;
-        if !status.success() {
-            // An extra check of the committed document; the generator test
-            // still compares it with the server, so warn rather than stop.
-            eprintln!("xtask: WARNING: pip3 install openapi-spec-validator failed; that check will be skipped");
+    for (program, spec, why) in PYTHON_TOOLS {
+        if have(program) {
+            continue;
+        }
+        eprintln!("xtask: installing {spec} ({why})…");
+        if !pip_install(spec)? {
+            // The test that needs it fails and says how to install it.
+            eprintln!("xtask: WARNING: pip3 install {spec} failed; the tests that need {program} will fail");
         }
     }
     Ok(())
+}
+
+/// `pip3 install SPEC`, again with `--break-system-packages` when Debian's
+/// own Python refuses system-wide installs (PEP 668).
+fn pip_install(spec: &str) -> anyhow::Result<bool> {
+    for extra in [None, Some("--break-system-packages")] {
+        let status = Command::new("pip3")
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(extra)
+            .arg(spec)
+            .status()
+            .context("running pip3")?;
+        if status.success() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

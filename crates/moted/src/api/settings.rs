@@ -206,3 +206,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "settings_fuzz.rs"]
+mod fuzz;

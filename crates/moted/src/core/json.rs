@@ -57,3 +57,7 @@ mod tests {
         assert_eq!(lookup(&v, "a.x"), None);
     }
 }
+
+#[cfg(test)]
+#[path = "json_fuzz.rs"]
+pub(crate) mod fuzz;

@@ -189,10 +189,14 @@ pub(crate) fn parse(bytes: &[u8], xid: u32, mac: &Mac) -> Option<Reply> {
     };
     match options.msg_type()? {
         MessageType::Offer => {
+            // An offer of an address we could not hold, or from a server
+            // we could not name in our REQUEST, would only be refused or
+            // ignored later: leave it, so another server's offer is taken.
             let address = message.yiaddr();
-            let server =
-                server.or_else(|| Some(message.siaddr()).filter(|ip| !ip.is_unspecified()))?;
-            (!address.is_unspecified()).then_some(Reply::Offer { address, server })
+            let server = server
+                .filter(|ip| unicast(*ip))
+                .or_else(|| Some(message.siaddr()).filter(|ip| unicast(*ip)))?;
+            unicast(address).then_some(Reply::Offer { address, server })
         }
         MessageType::Ack => lease_from(&message, server).map(Reply::Ack),
         MessageType::Nak => Some(Reply::Nak { server }),
@@ -200,9 +204,14 @@ pub(crate) fn parse(bytes: &[u8], xid: u32, mac: &Mac) -> Option<Reply> {
     }
 }
 
+/// An address a host can have: not 0.0.0.0, broadcast or multicast.
+fn unicast(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast())
+}
+
 fn lease_from(message: &Message, server: Option<Ipv4Addr>) -> Option<Lease> {
     let address = message.yiaddr();
-    if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
+    if !unicast(address) {
         return None;
     }
     let options = message.opts();
@@ -347,6 +356,33 @@ pub(crate) mod tests {
         assert!(matches!(parse(&ack, 5, &MAC), Some(Reply::Ack(_))));
     }
 
+    /// Found by the fuzz test: an OFFER of 255.255.255.255 with server
+    /// identifier 0.0.0.0 was taken, so the client REQUESTed an address no
+    /// ACK can give (and named no server), instead of taking another offer.
+    #[test]
+    fn regression_an_offer_we_cannot_use_is_ignored() {
+        let good = Ipv4Addr::new(192, 0, 2, 10);
+        for bad in [Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 1)] {
+            let offer = reply(5, MessageType::Offer, bad, 600);
+            assert_eq!(parse(&offer, 5, &MAC), None, "offer of {bad}");
+        }
+        // A server identifier we cannot name: siaddr is used instead, and
+        // without one the offer is left.
+        let mut offer = reply(5, MessageType::Offer, good, 600);
+        let at = offer.windows(2).position(|w| w == [54, 4]).unwrap() + 2;
+        offer[at..at + 4].copy_from_slice(&[0, 0, 0, 0]);
+        let server = Ipv4Addr::new(192, 0, 2, 1);
+        assert_eq!(
+            parse(&offer, 5, &MAC),
+            Some(Reply::Offer {
+                address: good,
+                server
+            })
+        );
+        offer[20..24].copy_from_slice(&[0, 0, 0, 0]); // siaddr
+        assert_eq!(parse(&offer, 5, &MAC), None);
+    }
+
     #[test]
     fn malformed_options_we_use_are_dropped() {
         let mut ack = reply(5, MessageType::Ack, Ipv4Addr::new(192, 0, 2, 10), 600);
@@ -384,3 +420,7 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "packet_fuzz.rs"]
+mod fuzz;
