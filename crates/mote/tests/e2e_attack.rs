@@ -5,6 +5,8 @@
 //! password hash. Loopback tests of each defence are in
 //! `crates/moted/tests/`; this one checks them where they matter, on a node
 //! with 256 MiB, with moted's memory read from the node's own `/proc`.
+//! (Before the fix, 400 guesses 40 at a time got moted OOM-killed twice at
+//! 173 MB of anonymous memory.)
 //!
 //! Same prerequisites as `e2e_hello.rs`; skipped only when `MOTE_SKIP_VM=1`.
 
@@ -57,23 +59,25 @@ fn a_login_flood_neither_grows_moted_nor_locks_the_administrator_out() {
     let moted = service_pid(st, name, "moted", true).expect("moted has a pid");
     let before = moted_rss_kib(st, name);
 
-    // 400 wrong guesses, 40 at a time, from the host (10.0.2.2 to the node,
-    // as every host client is through QEMU's NAT).
+    // 90 wrong guesses, 30 at a time (under moted's 32 connections per
+    // source), from the host: 10.0.2.2 to the node, as every host client is
+    // through QEMU's NAT. Before the fix, 30 parallel password checks of
+    // 19 MiB each were enough to get moted OOM-killed on a 256 MiB node.
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     let flood = {
         let (addr, fingerprint) = (Arc::new(addr.clone()), Arc::new(fingerprint.clone()));
         rt.spawn(async move {
             let mut refused = 0u32;
-            for _ in 0..10 {
+            for _ in 0..3 {
                 let mut wave = Vec::new();
-                for i in 0..40 {
+                for i in 0..30 {
                     let (addr, fp) = (Arc::clone(&addr), Arc::clone(&fingerprint));
                     wave.push(tokio::spawn(async move {
                         let guess = async {
                             let mut c = Client::connect(&addr, Some(&fp)).await.ok()?;
                             c.login("admin", &format!("guess-{i}")).await.err()
                         };
-                        tokio::time::timeout(Duration::from_secs(60), guess)
+                        tokio::time::timeout(Duration::from_secs(30), guess)
                             .await
                             .ok()
                             .flatten()
