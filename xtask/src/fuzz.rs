@@ -26,7 +26,7 @@ struct Target {
     filter: &'static [&'static str],
 }
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 5] = [
     Target {
         name: "manifest loader",
         package: "mote-config",
@@ -44,6 +44,12 @@ const TARGETS: [Target; 4] = [
         package: "mote-init",
         select: &["--lib"],
         filter: &["dhcp::packet::fuzz::"],
+    },
+    Target {
+        name: "web request path",
+        package: "mote-web",
+        select: &["--bin", "mote-web"],
+        filter: &["path::fuzz::"],
     },
     Target {
         name: "management API (schemathesis)",

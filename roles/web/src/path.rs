@@ -188,3 +188,114 @@ mod tests {
         }
     }
 }
+
+/// Property tests of the canonical path (the request-path fuzz target of
+/// issue 9): arbitrary spellings built from the characters that matter.
+/// `MOTE_FUZZ_CASES` sets the number of cases (default 10,000);
+/// `cargo xtask fuzz` runs them longer.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> ProptestConfig {
+        // `cargo xtask fuzz` gives a deadline (MOTE_FUZZ_UNTIL, Unix
+        // seconds): about 5,000 cases a second fill it in a release build.
+        let until = std::env::var("MOTE_FUZZ_UNTIL")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|until| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                // Two properties share the time.
+                (until.saturating_sub(now) * 5_000 / 2).max(1) as u32
+            });
+        let cases = std::env::var("MOTE_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .or(until)
+            .unwrap_or(10_000);
+        ProptestConfig {
+            cases,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Paths made of the pieces that spell one path many ways.
+    fn spelling() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("/".to_owned()),
+            Just("//".to_owned()),
+            Just(".".to_owned()),
+            Just("..".to_owned()),
+            Just("%2f".to_owned()),
+            Just("%2F".to_owned()),
+            Just("%2e".to_owned()),
+            Just("%25".to_owned()),
+            Just("%5c".to_owned()),
+            Just("\\".to_owned()),
+            Just("%00".to_owned()),
+            Just("%c3%a9".to_owned()),
+            Just("%ff".to_owned()),
+            Just("%".to_owned()),
+            "[a-z]{1,3}",
+            any::<char>().prop_map(String::from),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|v| format!("/{}", v.concat()))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn a_canonical_path_is_one_plain_spelling(raw in spelling()) {
+            if let Ok(c) = canonical(&raw) {
+                prop_assert!(c.starts_with('/'), "{raw:?} → {c:?}");
+                prop_assert!(!c.contains("//"), "{raw:?} → {c:?}");
+                prop_assert!(!c.contains(['%', '\\', '\0']), "{raw:?} → {c:?}");
+                prop_assert!(
+                    c.split('/').all(|s| s != "." && s != ".."),
+                    "{raw:?} → {c:?}"
+                );
+                // Canonical twice is canonical once, and the fast path
+                // agrees with the slow one.
+                prop_assert!(
+                    matches!(canonical(&c), Ok(Cow::Borrowed(again)) if again == c),
+                    "{raw:?} → {c:?} is not canonical itself"
+                );
+                // What goes back out (a Location) is this site's path.
+                let out = encode(&c);
+                prop_assert!(!out.starts_with("//"), "{raw:?} → {out:?}");
+                let back = percent_decode_str(&out).decode_utf8().unwrap();
+                prop_assert_eq!(back.as_ref(), c.as_ref());
+            }
+        }
+
+        #[test]
+        fn empty_and_dot_segments_and_encoded_slashes_change_nothing(
+            raw in spelling(),
+            at in 0usize..12,
+            extra in prop_oneof![Just("/"), Just("/."), Just("%2f"), Just("/%2e")],
+        ) {
+            // Insert an extra separator spelling at a segment boundary:
+            // before a '/' other than the first, or at the end.
+            let cuts: Vec<usize> = raw
+                .match_indices('/')
+                .map(|(i, _)| i)
+                .filter(|i| *i > 0)
+                .chain([raw.len()])
+                .collect();
+            let cut = cuts[at % cuts.len()];
+            let spelled = format!("{}{extra}{}", &raw[..cut], &raw[cut..]);
+            let (a, b) = (canonical(&raw), canonical(&spelled));
+            if let (Ok(a), Ok(b)) = (&a, &b) {
+                // A trailing "/." or "/" may add the one trailing slash.
+                prop_assert_eq!(a.trim_end_matches('/'), b.trim_end_matches('/'),
+                    "{:?} and {:?}", raw, spelled);
+            } else if a.is_ok() {
+                prop_assert!(false, "{raw:?} is fine but {spelled:?} is refused");
+            }
+        }
+    }
+}
