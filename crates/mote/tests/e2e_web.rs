@@ -2,7 +2,8 @@
 //! run --json` forwarding host ports to 80 and 8088, GET `/` serves
 //! examples/www/index.html; then add a second site bound to port 8088 with
 //! `mote -n NAME settings set roles.web …` and see it answer without a
-//! restart (the same `web` pid in `service list`).
+//! restart (the same `web` pid in `service list`); power off, boot again on
+//! the same state disk, and see the added site still answer.
 //!
 //! Same prerequisites as `e2e_manage.rs` (QEMU, the kernel, `MOTE_BIN_DIR`
 //! with release node binaries, mote-web included). Skipped only when
@@ -78,5 +79,21 @@ fn web_node_serves_and_takes_a_new_site_without_a_restart() {
         .collect();
     assert_eq!(names, ["default", "extra"], "{sites}");
     let log = stop(st, name, node);
+    assert!(!log.contains("panicked"), "{log}");
+
+    // The site added over the API is there after a power cycle: what the
+    // node serves, not what the API echoes.
+    let again = boot(st, &image, name, &[(http, 80), (extra, 8088)]);
+    let body = wait_for(
+        "the added site after a reboot",
+        Duration::from_secs(30),
+        || get(extra, "/", "2").ok(),
+    );
+    assert!(body.contains("Hello from mote-web"), "{body}");
+    assert!(
+        get(http, "/", "3").is_ok(),
+        "the default site after a reboot"
+    );
+    let log = stop(st, name, again);
     assert!(!log.contains("panicked"), "{log}");
 }
