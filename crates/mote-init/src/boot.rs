@@ -212,6 +212,7 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
         None
     };
     node.set_ready();
+    events.end_boot();
     let applied = node.applied();
     console::line(format!(
         "mote: ready hostname={} addresses={} boot_ms={} init_ms={init_ms} services={up}/{} modules={modules} settings={}{}",

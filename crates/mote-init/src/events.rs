@@ -5,6 +5,10 @@
 //! when they are warnings or worse, and to `events.jsonl` on the state disk,
 //! which is capped in size: past the cap the file is rotated to
 //! `events.1.jsonl`, so the log never fills the disk.
+//!
+//! The events of the boot (up to the ready line, at most [`BOOT_RING`]) are
+//! kept apart from the ring, so no later flood (of audit refusals, say) can
+//! push out what the node said while it came up.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -20,6 +24,8 @@ pub use mote_api::events::{Event, EventQuery, Level};
 /// Longest message kept; longer lines are cut and marked.
 pub const MAX_MESSAGE: usize = 4096;
 const RING: usize = 2048;
+/// Events of the boot kept apart from the ring.
+pub const BOOT_RING: usize = 512;
 /// Events a follower may fall behind by before it is dropped.
 const FOLLOW_BACKLOG: usize = 1024;
 /// Default and largest number of events one query returns.
@@ -28,6 +34,9 @@ pub const QUERY_LIMIT: usize = 1000;
 pub const MAX_LOG_BYTES: u64 = 8 << 20;
 
 struct Sink {
+    /// The boot's events, until [`Events::end_boot`].
+    boot: Vec<Event>,
+    booting: bool,
     ring: VecDeque<Event>,
     file: Option<(PathBuf, File, u64)>,
     console: Option<Level>,
@@ -59,6 +68,8 @@ impl Events {
     pub fn new(console: bool) -> Self {
         let console = console.then_some(Level::Warn);
         let sink = Sink {
+            boot: Vec::new(),
+            booting: true,
             ring: VecDeque::new(),
             file: None,
             console,
@@ -87,7 +98,7 @@ impl Events {
         let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
         let mut size = file.metadata()?.len();
         let mut sink = self.sink();
-        for event in &sink.ring {
+        for event in sink.boot.iter().chain(&sink.ring) {
             if let Ok(mut line) = serde_json::to_vec(event) {
                 line.push(b'\n');
                 size += line.len() as u64;
@@ -138,16 +149,25 @@ impl Events {
                 event.source, event.level, event.message
             ));
         }
-        if sink.ring.len() == RING {
-            sink.ring.pop_front();
-        }
-        // Sent under the lock, so followers see events in ring order. A
+        // Sent under the lock, so followers see events in order. A
         // broadcast send never waits: a follower that falls behind by
         // FOLLOW_BACKLOG events is told it lagged, and is dropped.
         if self.follow.receiver_count() > 0 {
             let _ = self.follow.send(event.clone());
         }
+        if sink.booting && sink.boot.len() < BOOT_RING {
+            sink.boot.push(event);
+            return;
+        }
+        if sink.ring.len() == RING {
+            sink.ring.pop_front();
+        }
         sink.ring.push_back(event);
+    }
+
+    /// The node is ready: later events go to the ring, and the boot's stay.
+    pub fn end_boot(&self) {
+        self.sink().booting = false;
     }
 
     /// Every event from now on, for `Follow`. The receiver reports
@@ -164,20 +184,34 @@ impl Events {
     pub fn query(&self, query: &EventQuery) -> Vec<Event> {
         let limit = query.limit.unwrap_or(QUERY_LIMIT).min(QUERY_LIMIT);
         let mut found: VecDeque<Event> = VecDeque::new();
-        let (ring, file) = {
+        let (boot, ring, file) = {
             let sink = self.sink();
+            let boot: Vec<Event> = sink
+                .boot
+                .iter()
+                .filter(|e| query.matches(e))
+                .cloned()
+                .collect();
             let ring: Vec<Event> = sink.ring.iter().cloned().collect();
             let file = sink.file.as_ref().map(|(path, _, _)| path.clone());
-            (ring, file)
+            (boot, ring, file)
         };
         let oldest_in_ring = ring.first().map_or(u64::MAX, |e| e.time_ms);
         let wants_older = query.since_ms.is_some_and(|t| t < oldest_in_ring);
-        if let (true, Some(path)) = (wants_older, file) {
-            for path in [path.with_file_name("events.1.jsonl"), path] {
-                for event in read_log(&path) {
-                    if event.time_ms < oldest_in_ring && query.matches(&event) {
-                        push_bounded(&mut found, event, limit);
+        match (wants_older, file) {
+            // The files hold the boot's events too, in order.
+            (true, Some(path)) => {
+                for path in [path.with_file_name("events.1.jsonl"), path] {
+                    for event in read_log(&path) {
+                        if event.time_ms < oldest_in_ring && query.matches(&event) {
+                            push_bounded(&mut found, event, limit);
+                        }
                     }
+                }
+            }
+            _ => {
+                for event in boot {
+                    push_bounded(&mut found, event, limit);
                 }
             }
         }
@@ -204,9 +238,10 @@ impl Events {
         self.emit(source, Level::Error, message);
     }
 
-    /// The events kept in memory, oldest first.
+    /// The events kept in memory, oldest first (the boot's, then the ring).
     pub fn recent(&self) -> Vec<Event> {
-        self.sink().ring.iter().cloned().collect()
+        let sink = self.sink();
+        sink.boot.iter().chain(&sink.ring).cloned().collect()
     }
 
     /// Flush the log file to disk (before power-off).
@@ -244,6 +279,34 @@ fn read_log(path: &Path) -> impl Iterator<Item = Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flood after boot (issue 17: two events per refused request pushed
+    /// the boot out of the buffer) leaves the boot's events in place.
+    #[test]
+    fn the_boot_events_outlive_a_flood() {
+        let events = Events::new(false);
+        events.info("init", "boot timeline: modules@200");
+        events.error("init", "stored settings version 3 is invalid");
+        events.end_boot();
+        for i in 0..RING * 3 {
+            events.warn("audit", format!("refused {i}"));
+        }
+        let all = events.query(&EventQuery::default());
+        assert!(all.len() <= QUERY_LIMIT);
+        let init = events.query(&EventQuery {
+            source: Some("init".into()),
+            ..EventQuery::default()
+        });
+        assert_eq!(init.len(), 2, "{init:?}");
+        assert!(init[1].message.contains("version 3"));
+        let recent = events.recent();
+        assert_eq!(recent[0].message, "boot timeline: modules@200");
+        assert_eq!(recent.len(), 2 + RING);
+        assert_eq!(
+            recent.last().map(|e| e.message.as_str()),
+            Some(format!("refused {}", RING * 3 - 1).as_str())
+        );
+    }
 
     #[test]
     fn queries_filter_limit_and_reach_into_the_log_files() {
