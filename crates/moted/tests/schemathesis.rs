@@ -184,11 +184,11 @@ async fn schemathesis_finds_no_server_error_and_refused_writes_change_nothing() 
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--workers", "1", "--seed", "1", "--no-shrink"])
         .args(["--request-timeout", "10"])
-        // moted answers a request it refuses before reading the body (a bad
-        // `If-Match` on a revert or patch) and then drops the connection
-        // without `Connection: close` or a TLS close_notify, so the next
-        // request on that kept-alive connection meets EOF (2 in 3,389
-        // reverts). One retry on a fresh connection, until that is fixed.
+        // A request refused before its body is read (a wrong Content-Type)
+        // leaves hyper unable to reuse the connection, and it closes it
+        // without `Connection: close`; the next request on it meets EOF.
+        // The If-Match case this run found (2 in 3,389 reverts) now reads
+        // the body first; one retry on a fresh connection covers the rest.
         .args(["--request-retries", "1"])
         .args(["--report", "har", "--report-har-path"])
         .arg(&har)
