@@ -70,18 +70,21 @@ mod manifest;
 mod order;
 mod parse;
 pub mod password;
+pub mod paths;
+mod role;
 mod settings;
 mod validate;
 
 pub use error::{Located, ManifestError};
 pub use invalid::Invalid;
-pub use load::{load, parse};
-pub use manifest::{FileCopy, Image, Kernel, Manifest, Output, DEFAULT_KERNEL_PACKAGE};
+pub use load::{load, load_with, parse, parse_with};
+pub use manifest::{FileCopy, Image, Kernel, Manifest, Output, Packages, DEFAULT_KERNEL_PACKAGE};
 pub use parse::{parse_mode, parse_owner, parse_user, ValueError};
 pub use password::PasswordError;
+pub use role::{check_sections, role_ports, section, section_or_default, Role};
 pub use settings::{
     Firewall, FirewallRule, FirstBoot, Interface, Ipv4Mode, Ipv6Mode, Management, Network,
     NodeSettings, Policy, Port, Protocol, RestartPolicy, Roles, Service, System,
-    DEFAULT_MANAGEMENT_PORT, DEFAULT_OPEN_FILES, KNOWN_CAPABILITIES, KNOWN_PACKAGES,
-    MAX_OPEN_FILES, WEB_PORTS,
+    DEFAULT_MANAGEMENT_PORT, DEFAULT_OPEN_FILES, KNOWN_CAPABILITIES, MAX_OPEN_FILES,
 };
+pub use validate::is_package_name;

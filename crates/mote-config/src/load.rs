@@ -18,19 +18,39 @@ use toml::Spanned;
 use crate::error::{Located, ManifestError};
 use crate::invalid::{did_you_mean, index, join, quote, quote_all, segments, Invalid, Segment};
 use crate::manifest::Manifest;
+use crate::role::Role;
 use crate::validate::PASSWD_HINT;
 
 /// Reads and parses the manifest at `path`; errors name `path` as given.
+/// `[roles.NAME]` sections are not checked: see [`load_with`].
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    load_with(path, &[])
+}
+
+/// [`load`], checking each `[roles.NAME]` section that one of `roles` reads
+/// (`mote_roles::ALL` in mote's programs).
+pub fn load_with(path: &Path, roles: &[&dyn Role]) -> Result<Manifest, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text, path)
+    parse_with(&text, path, roles)
 }
 
 /// Parses and validates a manifest; `origin` is the file name errors show.
+/// `[roles.NAME]` sections are not checked: see [`parse_with`].
 pub fn parse(text: &str, origin: &Path) -> Result<Manifest, ManifestError> {
+    parse_with(text, origin, &[])
+}
+
+/// [`parse`], checking each `[roles.NAME]` section that one of `roles`
+/// reads, with the same file, line, column and key path as every other
+/// problem.
+pub fn parse_with(
+    text: &str,
+    origin: &Path,
+    roles: &[&dyn Role],
+) -> Result<Manifest, ManifestError> {
     let root = DeTable::parse(text).map_err(|err| ManifestError::Syntax {
         path: origin.to_owned(),
         problem: Box::new(syntax(text, &err)),
@@ -40,10 +60,11 @@ pub fn parse(text: &str, origin: &Path) -> Result<Manifest, ManifestError> {
             path: origin.to_owned(),
             problem: Box::new(schema(text, &err)),
         })?;
-    if let Err(problems) = manifest.validate() {
+    if let Err(problems) = manifest.validate_with(roles) {
         let mut problems: Vec<Located> = problems
             .into_iter()
-            .map(|problem| {
+            .map(|mut problem| {
+                problem.path = as_written(&root, problem.path);
                 let (line, column) = position(text, locate(&root, &problem.path));
                 Located {
                     line,
@@ -81,6 +102,19 @@ fn located(text: &str, span: Range<usize>, problem: Invalid) -> Located {
         line,
         column,
         problem,
+    }
+}
+
+/// `packages.install[1]` reads `packages[1]` when the manifest gives
+/// `packages` as the short list form, so the path names what the user wrote.
+fn as_written(root: &Spanned<DeTable<'_>>, path: String) -> String {
+    let short_form = root
+        .get_ref()
+        .iter()
+        .any(|(k, v)| k.get_ref() == "packages" && v.get_ref().as_array().is_some());
+    match path.strip_prefix("packages.install") {
+        Some(rest) if short_form => format!("packages{rest}"),
+        _ => path,
     }
 }
 
@@ -220,9 +254,10 @@ fn syntax_path(text: &str, offset: usize) -> String {
 
 // ---- schema errors ------------------------------------------------------------
 
-fn schema(text: &str, err: &serde_path_to_error::Error<toml::de::Error>) -> Located {
+/// A serde path (`sites`, 0, `root`) as a key path (`sites[0].root`).
+pub(crate) fn serde_path(segments: &serde_path_to_error::Path) -> String {
     let mut path = String::new();
-    for segment in err.path() {
+    for segment in segments {
         path = match segment {
             PathSegment::Seq { index: i } => index(&path, *i),
             PathSegment::Map { key } => join(&path, key),
@@ -230,6 +265,11 @@ fn schema(text: &str, err: &serde_path_to_error::Error<toml::de::Error>) -> Loca
             PathSegment::Unknown => join(&path, "?"),
         };
     }
+    path
+}
+
+fn schema(text: &str, err: &serde_path_to_error::Error<toml::de::Error>) -> Located {
+    let path = serde_path(err.path());
     let inner = err.inner();
     let span = inner.span().unwrap_or(0..0);
     let at = text.get(span.clone()).unwrap_or("");
@@ -253,7 +293,7 @@ fn choices(word: &str, expected: &str, none: &str) -> (String, Option<String>) {
 }
 
 /// Turns serde's messages into found/allowed form.
-fn reshape(mut path: String, message: &str, at: &str) -> Invalid {
+pub(crate) fn reshape(mut path: String, message: &str, at: &str) -> Invalid {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (key, expected) = rest.split_once('`').unwrap_or((rest, ""));
         if segments(&path).last() != Some(&Segment::Key(key.to_owned())) {

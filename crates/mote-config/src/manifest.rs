@@ -40,9 +40,10 @@ pub struct Manifest {
     /// `[management]`
     #[serde(default)]
     pub management: Management,
-    /// `packages = ["web"]`: role packages to install.
+    /// `packages = ["web", "./app.mpkg"]`, or the `[packages]` table with
+    /// the keys that sign them.
     #[serde(default)]
-    pub packages: Vec<String>,
+    pub packages: Packages,
     /// `[roles.NAME]`: the packages' settings sections.
     #[serde(default)]
     pub roles: Roles,
@@ -59,7 +60,7 @@ impl Manifest {
             services: self.services.clone(),
             first_boot: self.first_boot.clone(),
             management: self.management,
-            packages: self.packages.clone(),
+            packages: self.packages.install.clone(),
             roles: self.roles.clone(),
         }
     }
@@ -154,4 +155,79 @@ pub struct FileCopy {
 
 fn default_owner() -> String {
     "0:0".into()
+}
+
+/// `packages`: what `mote build` installs and whose signatures it trusts.
+/// Written either as a list (`packages = ["web"]`, the same as
+/// `[packages] install = ["web"]`) or as the table.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Packages {
+    /// Each a package name (a role of this mote, or one from a repository)
+    /// or the path of a package file (`./my-app.mpkg`, relative to the
+    /// manifest).
+    pub install: Vec<String>,
+    /// Public keys (minisign `.pub` files, relative to the manifest) whose
+    /// signatures are trusted, besides the workspace key that signs the
+    /// roles built with mote.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Install and run unsigned packages (development only; the node says
+    /// so in `mote -n NODE system`).
+    pub allow_unsigned: bool,
+    /// Package repositories: local directories (relative to the manifest)
+    /// or `http(s)://` URLs, each with a signed `index.json`.
+    pub repositories: Vec<String>,
+}
+
+/// The table form of [`Packages`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackagesTable {
+    #[serde(default)]
+    install: Vec<String>,
+    #[serde(default)]
+    trusted_keys: Vec<PathBuf>,
+    #[serde(default)]
+    allow_unsigned: bool,
+    #[serde(default)]
+    repositories: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Packages {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Packages;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of packages or a [packages] table")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Packages, A::Error> {
+                let install =
+                    Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Packages {
+                    install,
+                    ..Packages::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Packages, A::Error> {
+                let t =
+                    PackagesTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Packages {
+                    install: t.install,
+                    trusted_keys: t.trusted_keys,
+                    allow_unsigned: t.allow_unsigned,
+                    repositories: t.repositories,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Packages {
+    /// Whether `entry` of `install` names a package file rather than a
+    /// package by name.
+    pub fn is_file(entry: &str) -> bool {
+        entry.contains('/') || entry.ends_with(".mpkg")
+    }
 }

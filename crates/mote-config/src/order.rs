@@ -27,15 +27,6 @@ impl NodeSettings {
                 protocol: crate::settings::Protocol::Tcp,
             });
         }
-        if self.packages.iter().any(|p| p == "web") {
-            let web = crate::settings::WEB_PORTS
-                .into_iter()
-                .chain(self.roles.web_binding_ports());
-            ports.extend(web.map(|number| Port {
-                number,
-                protocol: crate::settings::Protocol::Tcp,
-            }));
-        }
         ports.into_iter().collect()
     }
 }

@@ -29,7 +29,7 @@ pub struct NodeSettings {
     /// Remote management (`moted`).
     #[serde(default)]
     pub management: Management,
-    /// Packages installed in the image; only `web` today.
+    /// Names of the packages the node has installed, in install order.
     #[serde(default)]
     pub packages: Vec<String>,
     /// The roles' settings sections, read by the roles themselves.
@@ -37,53 +37,11 @@ pub struct NodeSettings {
     pub roles: Roles,
 }
 
-/// The packages `mote build` knows how to install.
-pub const KNOWN_PACKAGES: &[&str] = &["web"];
-
-/// Ports the web package opens in the firewall besides its bindings' ports.
-pub const WEB_PORTS: [u16; 2] = [80, 443];
-
-/// `[roles]`: one settings section per role package. Each is kept as JSON
-/// here and validated by the role's own server when it loads it (mote-web
-/// keeps its previous sites when a reload fails), so that the schema lives
-/// in one place.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct Roles {
-    /// `[roles.web]`: the web server's sites (see `roles/web`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web: Option<serde_json::Value>,
-}
-
-impl Roles {
-    /// The TCP ports named by `roles.web`'s `sites[].bindings[].port`,
-    /// read loosely (the web server validates the section).
-    pub fn web_binding_ports(&self) -> Vec<u16> {
-        let mut ports = Vec::new();
-        let Some(web) = &self.web else { return ports };
-        for site in web
-            .get("sites")
-            .and_then(|s| s.as_array())
-            .into_iter()
-            .flatten()
-        {
-            for binding in site
-                .get("bindings")
-                .and_then(|b| b.as_array())
-                .into_iter()
-                .flatten()
-            {
-                if let Some(port) = binding.get("port").and_then(|p| p.as_u64()) {
-                    if let Ok(port) = u16::try_from(port) {
-                        ports.push(port);
-                    }
-                }
-            }
-        }
-        ports
-    }
-}
+/// `[roles]`: one settings section per installed package that has one,
+/// by section name. Each is kept as JSON here: its role's library (through
+/// the registry, see [`crate::Role`]) types and checks it, and the package
+/// reads it from `/run/mote/roles/NAME.json` (see [`crate::paths`]).
+pub type Roles = BTreeMap<String, serde_json::Value>;
 
 /// `[system]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 
 use crate::invalid::{did_you_mean, index, join, quote, quote_all, Invalid};
-use crate::manifest::{FileCopy, Image, Kernel, Manifest};
+use crate::manifest::{FileCopy, Image, Kernel, Manifest, Packages};
 use crate::order::cycles;
 use crate::parse::{parse_mode, parse_owner, parse_user, ValueError};
 use crate::password::is_argon2id;
+use crate::role::{check_sections, Role};
 use crate::settings::{
     Firewall, FirstBoot, Ipv4Mode, Ipv6Mode, Management, Network, NodeSettings, Protocol, Service,
     System,
@@ -38,7 +39,14 @@ fn finish(problems: Problems) -> Result<(), Vec<Invalid>> {
 impl NodeSettings {
     /// Checks every rule of the node settings and returns all the problems
     /// found, each with its key path (`services.web.after[0]`).
+    /// `[roles.NAME]` sections are not checked: see [`Self::validate_with`].
     pub fn validate(&self) -> Result<(), Vec<Invalid>> {
+        self.validate_with(&[])
+    }
+
+    /// [`Self::validate`], checking each `[roles.NAME]` section that one
+    /// of `roles` reads.
+    pub fn validate_with(&self, roles: &[&dyn Role]) -> Result<(), Vec<Invalid>> {
         let mut problems = Problems::new();
         check_node(
             &self.system,
@@ -49,25 +57,62 @@ impl NodeSettings {
             &mut problems,
         );
         check_management(&self.management, &self.services, &mut problems);
-        check_packages(&self.packages, &mut problems);
+        for (i, name) in self.packages.iter().enumerate() {
+            let path = index("packages", i);
+            if !is_package_name(name) {
+                problems.push(Invalid::new(path, quote(name), PACKAGE_NAME));
+            } else if self.packages[..i].contains(name) {
+                problems.push(Invalid::new(path, quote(name), "each package once"));
+            }
+        }
+        check_sections(&self.roles, roles, &mut problems);
         finish(problems)
     }
 }
 
-/// Each package must be one `mote build` knows, named once.
-fn check_packages(packages: &[String], out: &mut Problems) {
-    for (i, name) in packages.iter().enumerate() {
-        if !crate::settings::KNOWN_PACKAGES.contains(&name.as_str()) {
+/// What a package name is.
+pub(crate) const PACKAGE_NAME: &str =
+    "a package name: 1-64 lowercase letters, digits and '-', starting with a letter";
+
+/// Whether `name` can name a package: 1–64 lowercase ASCII letters, digits
+/// and `-`, starting with a letter.
+pub fn is_package_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Each entry of `install` names a package or a package file, once; each
+/// trusted key and repository is named once.
+fn check_packages(packages: &Packages, out: &mut Problems) {
+    let install = "packages.install";
+    for (i, entry) in packages.install.iter().enumerate() {
+        let path = index(install, i);
+        if Packages::is_file(entry) {
+            if !entry.ends_with(".mpkg") {
+                out.push(Invalid::new(
+                    path,
+                    quote(entry),
+                    "a package name, or a package file ending in .mpkg such as \"./app.mpkg\"",
+                ));
+                continue;
+            }
+        } else if !is_package_name(entry) {
+            out.push(Invalid::new(path, quote(entry), PACKAGE_NAME));
+            continue;
+        }
+        if packages.install[..i].contains(entry) {
+            out.push(Invalid::new(path, quote(entry), "each package once"));
+        }
+    }
+    for (i, repo) in packages.repositories.iter().enumerate() {
+        if repo.is_empty() || packages.repositories[..i].contains(repo) {
             out.push(Invalid::new(
-                index("packages", i),
-                quote(name),
-                quote_all(crate::settings::KNOWN_PACKAGES),
-            ));
-        } else if packages[..i].contains(name) {
-            out.push(Invalid::new(
-                index("packages", i),
-                quote(name),
-                "each package once",
+                index("packages.repositories", i),
+                quote(repo),
+                "a directory or an http(s):// URL, each once",
             ));
         }
     }
@@ -76,7 +121,14 @@ fn check_packages(packages: &[String], out: &mut Problems) {
 impl Manifest {
     /// Checks every rule of the manifest (the node settings' rules and those of
     /// the build-only parts) and returns all the problems found.
+    /// `[roles.NAME]` sections are not checked: see [`Self::validate_with`].
     pub fn validate(&self) -> Result<(), Vec<Invalid>> {
+        self.validate_with(&[])
+    }
+
+    /// [`Self::validate`], checking each `[roles.NAME]` section that one
+    /// of `roles` reads.
+    pub fn validate_with(&self, roles: &[&dyn Role]) -> Result<(), Vec<Invalid>> {
         let mut problems = Problems::new();
         check_image(&self.image, &mut problems);
         check_kernel(&self.kernel, &mut problems);
@@ -93,6 +145,7 @@ impl Manifest {
         for (i, file) in self.files.iter().enumerate() {
             check_file(&index("files", i), file, &mut problems);
         }
+        check_sections(&self.roles, roles, &mut problems);
         finish(problems)
     }
 }

@@ -66,6 +66,7 @@
 
 mod archive;
 pub mod elf;
+mod installed;
 mod manifest;
 mod resolve;
 mod sign;
@@ -74,9 +75,10 @@ pub use archive::{
     build, open, BuildError, BuildOptions, Content, OpenError, Package, PackageFile,
     MAX_ARCHIVE_BYTES, MAX_ENTRIES, MAX_MANIFEST_BYTES, MAX_UNPACKED_BYTES,
 };
+pub use installed::Installed;
 pub use manifest::{
-    is_name, Group, ManifestError, Metrics, PackageFirewall, PackageManifest, ReloadSignal, User,
-    MANIFEST_FILE,
+    is_name, Directory, Group, ManifestError, Metrics, PackageFirewall, PackageManifest,
+    ReloadSignal, User, MANIFEST_FILE,
 };
 pub use resolve::{resolve, Candidate, Request, ResolveError};
 pub use sign::{

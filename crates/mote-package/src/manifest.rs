@@ -46,6 +46,11 @@ pub struct PackageManifest {
     /// `[[groups]]`: system groups it needs.
     #[serde(default)]
     pub groups: Vec<Group>,
+    /// `[[directories]]`: directories made on the node before its services
+    /// start (on every boot: the root file system is rebuilt each time),
+    /// such as a log directory its unprivileged user writes.
+    #[serde(default)]
+    pub directories: Vec<Directory>,
     /// Kernel modules it needs, by name (`nf_nat`).
     #[serde(default)]
     pub modules: Vec<String>,
@@ -80,6 +85,28 @@ pub struct User {
     /// Primary group id; `uid` when absent.
     #[serde(default)]
     pub gid: Option<u32>,
+}
+
+/// `[[directories]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    /// Absolute path on the node.
+    pub path: String,
+    /// `uid:gid`, default `0:0`.
+    #[serde(default = "default_owner")]
+    pub owner: String,
+    /// Octal mode, default `"0755"`.
+    #[serde(default = "default_dir_mode")]
+    pub mode: String,
+}
+
+fn default_owner() -> String {
+    "0:0".into()
+}
+
+fn default_dir_mode() -> String {
+    "0755".into()
 }
 
 /// `[[groups]]`
@@ -298,6 +325,21 @@ impl PackageManifest {
                     &format!("groups[{i}].name"),
                     format!("found {:?}; {NAME_RULE}", group.name),
                 );
+            }
+        }
+        for (i, dir) in self.directories.iter().enumerate() {
+            let key = format!("directories[{i}]");
+            if archive_path(&dir.path).is_none() {
+                return fail(
+                    &format!("{key}.path"),
+                    format!("found {:?}; allowed: an absolute path without `.` or `..` parts, such as \"/var/log/app\"", dir.path),
+                );
+            }
+            if let Err(e) = mote_config::parse_owner(&dir.owner) {
+                return fail(&format!("{key}.owner"), e.to_string());
+            }
+            if let Err(e) = mote_config::parse_mode(&dir.mode) {
+                return fail(&format!("{key}.mode"), e.to_string());
             }
         }
         for (i, module) in self.modules.iter().enumerate() {

@@ -34,13 +34,11 @@
 mod app;
 mod backend;
 mod body;
-mod config;
 mod filter;
 mod host;
 mod log;
 mod metrics;
 mod mime;
-mod path;
 mod server;
 mod site;
 mod sniff;
@@ -48,6 +46,8 @@ mod static_files;
 mod tls;
 mod watch;
 mod workers;
+
+use mote_web::{config, path};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

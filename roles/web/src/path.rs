@@ -32,10 +32,10 @@ use percent_encoding::percent_decode_str;
 
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BadPath;
+pub struct BadPath;
 
 /// The canonical form of `raw`, the path of a request target as sent.
-pub(crate) fn canonical(raw: &str) -> Result<Cow<'_, str>, BadPath> {
+pub fn canonical(raw: &str) -> Result<Cow<'_, str>, BadPath> {
     if is_canonical(raw.as_bytes())? {
         return Ok(Cow::Borrowed(raw));
     }
@@ -94,13 +94,13 @@ fn dot_or_empty(seg: &[u8]) -> bool {
 /// `canonical` put back into a URL path: characters that cannot stand in a
 /// path, or would change its meaning, are percent-encoded (UTF-8 bytes as
 /// well). What is left never starts with `//`.
-pub(crate) fn encode(path: &str) -> Cow<'_, str> {
+pub fn encode(path: &str) -> Cow<'_, str> {
     percent_encoding::utf8_percent_encode(path, PATH_SET).into()
 }
 
 /// Characters escaped in a path sent back out (a `Location`, an app's
 /// request target): controls, space, the delimiters of a URL and `%`.
-pub(crate) const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+pub const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
