@@ -12,7 +12,7 @@ use crate::cpio::{self, Meta};
 use crate::error::io_error;
 use crate::layout::{self, Content, Copy, Entry, Kind, Layout};
 use crate::report::{BuildReport, FileReport, KernelReport, ManifestReport, Sizes};
-use crate::{kernel_cmdline, ImageBuildError, NODE_MODULES};
+use crate::{kernel_cmdline, packages, ImageBuildError, NODE_MODULES};
 
 /// zstd level of both segments: level 9 packs within ~3 % of level 15 at
 /// about seven times its speed; higher levels cost seconds per build.
@@ -46,8 +46,20 @@ pub fn build(
     let mtime = source_date_epoch();
     let kernel = inputs.kernel;
 
+    let manifest_dir = inputs.manifest_path.parent().unwrap_or(Path::new(""));
+    let packages = packages::find(
+        inputs.manifest,
+        manifest_dir,
+        packages::Builtins::Pack {
+            bin_dir: inputs.bin_dir,
+            mtime,
+        },
+    )?;
     let mut names = mote_kernel::expand_drivers(&inputs.manifest.kernel.drivers);
     names.extend(NODE_MODULES.iter().map(|m| m.to_string()));
+    for p in &packages {
+        names.extend(p.package.manifest.modules.iter().cloned());
+    }
     let modules = mote_kernel::resolve_modules(&kernel.modules_dir, &names).map_err(|source| {
         ImageBuildError::Modules {
             modules_dir: kernel.modules_dir.clone(),
@@ -59,7 +71,7 @@ pub fn build(
         .map(|m| format!("{}\n", m.image_relative().display()))
         .collect();
 
-    let userland = plan_userland(inputs, module_list)?;
+    let userland = plan_userland(inputs, module_list, &packages)?;
     check_programs(inputs.manifest, &userland)?;
     let module_layout = plan_modules(&kernel.version, &modules, &userland)?;
     progress(&format!(
@@ -93,7 +105,7 @@ pub fn build(
             package: kernel.package.clone(),
             bytes: sizes.kernel,
         },
-        packages: inputs.manifest.packages.clone(),
+        packages: packages::reports(&packages),
         cmdline,
         files: userland
             .files()
@@ -135,7 +147,11 @@ fn mtime_from(value: Option<&str>) -> u32 {
 }
 
 /// The first segment: mote's own files and directories plus `[[files]]`.
-fn plan_userland(inputs: &BuildInputs, module_list: String) -> Result<Layout, ImageBuildError> {
+fn plan_userland(
+    inputs: &BuildInputs,
+    module_list: String,
+    packages: &[packages::Found],
+) -> Result<Layout, ImageBuildError> {
     let manifest = inputs.manifest;
     let mut layout = Layout::default();
     let mote = "mote";
@@ -208,49 +224,6 @@ fn plan_userland(inputs: &BuildInputs, module_list: String) -> Result<Layout, Im
         layout.insert("usr/bin/moted".into(), moted_entry)?;
     }
 
-    // packages = ["web"]: the web server, run by PID 1 as the service `web`.
-    let web = manifest.packages.iter().any(|p| p == "web");
-    if web {
-        let path = inputs.bin_dir.join("mote-web");
-        let meta = std::fs::metadata(&path)
-            .ok()
-            .filter(|m| m.is_file())
-            .ok_or_else(|| ImageBuildError::MissingWeb { path: path.clone() })?;
-        crate::elf::check_static(
-            &path,
-            &File::open(&path).map_err(io_error("reading", &path))?,
-        )?;
-        let entry = Entry {
-            kind: Kind::File {
-                content: Content::Host(path.clone()),
-                size: meta.len(),
-            },
-            ..Entry::dir(0o755, "packages \"web\"")
-        };
-        layout.insert("usr/bin/mote-web".into(), entry)?;
-    }
-
-    let mut node_settings = manifest.settings();
-    if web && node_settings.roles.web.is_none() {
-        node_settings.roles.web = Some(default_web_settings());
-    }
-    let mut settings = serde_json::to_vec_pretty(&node_settings).unwrap_or_default();
-    settings.push(b'\n');
-    let passwd = "root:x:0:0:root:/:/nonexistent\n\
-                  www-data:x:33:33:www-data:/nonexistent:/nonexistent\n\
-                  nobody:x:65534:65534:nobody:/nonexistent:/nonexistent\n";
-    let group = "root:x:0:\nwww-data:x:33:\nnobody:x:65534:\n";
-    let hostname = format!("{}\n", manifest.system.hostname);
-    for (path, bytes) in [
-        ("etc/mote/settings.json", settings),
-        ("etc/mote/modules", module_list.into_bytes()),
-        ("etc/passwd", passwd.into()),
-        ("etc/group", group.into()),
-        ("etc/hostname", hostname.into_bytes()),
-    ] {
-        layout.insert(path.into(), Entry::bytes(bytes, 0o644, mote))?;
-    }
-
     let manifest_dir = inputs.manifest_path.parent().unwrap_or(Path::new(""));
     for copy in &manifest.files {
         let destination = copy.destination.as_str();
@@ -301,32 +274,29 @@ fn plan_userland(inputs: &BuildInputs, module_list: String) -> Result<Layout, Im
         }
         .add(&mut layout, &source, path)?;
     }
-    if web && !layout.entries.contains_key(DEFAULT_PAGE) {
-        layout.insert(
-            DEFAULT_PAGE.into(),
-            Entry::bytes(DEFAULT_INDEX.as_bytes().to_vec(), 0o644, "packages \"web\""),
-        )?;
+    // Packages after [[files]]: a file of the manifest at a package's path wins.
+    let mut node_settings = manifest.settings();
+    let (package_users, package_groups) =
+        packages::install(packages, &mut layout, &mut node_settings, mote_roles::ALL)?;
+    packages::trust_files(&manifest.packages, manifest_dir, &mut layout)?;
+    let mut settings = serde_json::to_vec_pretty(&node_settings).unwrap_or_default();
+    settings.push(b'\n');
+    let passwd = format!(
+        "root:x:0:0:root:/:/nonexistent\n{package_users}nobody:x:65534:65534:nobody:/nonexistent:/nonexistent\n"
+    );
+    let group = format!("root:x:0:\n{package_groups}nobody:x:65534:\n");
+    let hostname = format!("{}\n", manifest.system.hostname);
+    for (path, bytes) in [
+        ("etc/mote/settings.json", settings),
+        ("etc/mote/modules", module_list.into_bytes()),
+        ("etc/passwd", passwd.into_bytes()),
+        ("etc/group", group.into_bytes()),
+        ("etc/hostname", hostname.into_bytes()),
+    ] {
+        layout.insert(path.into(), Entry::bytes(bytes, 0o644, mote))?;
     }
     layout.add_parents(None);
     Ok(layout)
-}
-
-/// The page the web package serves when `[[files]]` bring none.
-const DEFAULT_PAGE: &str = "srv/www/index.html";
-const DEFAULT_INDEX: &str =
-    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>mote</title></head>\n\
-<body><h1>mote web</h1><p>This node serves the default site from /srv/www.</p></body></html>\n";
-
-/// `roles.web` when the manifest names the web package without one: site
-/// `default` on `http://*:80`, root `/srv/www`.
-pub(crate) fn default_web_settings() -> serde_json::Value {
-    serde_json::json!({
-        "sites": [{
-            "name": "default",
-            "root": "/srv/www",
-            "bindings": [{"scheme": "http", "port": 80}],
-        }]
-    })
 }
 
 /// The second segment: the module files under `lib/modules/VERSION`,

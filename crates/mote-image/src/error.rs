@@ -40,15 +40,14 @@ pub enum ImageBuildError {
         path: PathBuf,
     },
 
-    /// The `web` package is named but the bin dir has no `mote-web`.
-    #[error(
-        "{} not found: packages names \"web\", so the image carries the static mote-web; build \
-         the workspace with `cargo build --release` first (or point --bin-dir / MOTE_BIN_DIR at it)",
-        path.display()
-    )]
-    MissingWeb {
-        /// Where it was looked for.
-        path: PathBuf,
+    /// A package cannot be installed: not found, not trusted, broken, or
+    /// in conflict with another or with the manifest.
+    #[error("packages: {entry}: {problem}")]
+    Package {
+        /// The `packages` entry (or key) it is about.
+        entry: String,
+        /// What is wrong and what to do.
+        problem: String,
     },
 
     /// A `bin:NAME` source is not in the bin dir.

@@ -37,9 +37,9 @@
 //!   each output is written to a temporary file and renamed into place.
 //!
 //! # Limits
-//! Only the initrd output exists (no disk images yet); the only package is
-//! `web` (`/usr/bin/mote-web`, a default `/srv/www/index.html` and, without
-//! `[roles.web]`, a default site on port 80 written into the settings); cpio limits a file to 4 GiB; host
+//! Only the initrd output exists (no disk images yet); packages come from
+//! files or are the roles built with mote (no repositories yet); cpio
+//! limits a file to 4 GiB; host
 //! file names must be UTF-8; hard links in copied directories become copies;
 //! a service's program is looked up through symbolic links to files, not
 //! through symbolic links to directories.
@@ -72,10 +72,12 @@ pub mod cpio;
 mod elf;
 mod error;
 mod layout;
+mod packages;
 mod report;
 
 pub use compose::{build, BuildInputs};
 pub use error::ImageBuildError;
+pub use packages::{installed, Origin, PackageReport};
 pub use report::{BuildReport, FileReport, KernelReport, ManifestReport, Sizes};
 
 /// Modules every node loads whatever its drivers: nftables with connection

@@ -12,8 +12,8 @@ pub struct BuildReport {
     pub manifest: ManifestReport,
     /// The kernel in the image.
     pub kernel: KernelReport,
-    /// Packages installed (`packages` of the manifest).
-    pub packages: Vec<String>,
+    /// Packages installed, dependencies first.
+    pub packages: Vec<crate::PackageReport>,
     /// The kernel command line (also in `cmdline`).
     pub cmdline: String,
     /// Every regular file of the userland segment, sorted by destination.

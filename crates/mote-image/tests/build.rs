@@ -576,10 +576,9 @@ fn the_web_package_installs_mote_web_a_default_site_and_page() {
     let text = format!("packages = [\"web\"]\n{MANIFEST}");
     let message = error(&fixture, &text);
     assert!(
-        message.contains(&format!(
-            "{} not found",
-            fixture.path("bin/mote-web").display()
-        )) && message.contains("\"web\""),
+        message.starts_with("packages: web: reading ")
+            && message.contains(&fixture.path("bin/mote-web").display().to_string())
+            && message.contains("cargo build --release"),
         "{message}"
     );
     std::fs::write(fixture.path("bin/mote-web"), executable_elf(None)).unwrap();
@@ -589,7 +588,9 @@ fn the_web_package_installs_mote_web_a_default_site_and_page() {
     )
     .unwrap();
     let report = fixture.build_text(&text, "out").unwrap();
-    assert_eq!(report.packages, ["web"]);
+    assert_eq!(report.packages.len(), 1);
+    assert_eq!(report.packages[0].name, "web");
+    assert_eq!(report.packages[0].origin, mote_image::Origin::Builtin);
     let initrd = std::fs::read(fixture.path("out/initrd.img")).unwrap();
     let (_, userland, _) = segments(&initrd);
     assert_eq!(userland["usr/bin/mote-web"].mode, 0o100755);
@@ -600,13 +601,18 @@ fn the_web_package_installs_mote_web_a_default_site_and_page() {
     let settings: serde_json::Value =
         serde_json::from_slice(&userland["etc/mote/settings.json"].data).unwrap();
     assert_eq!(settings["packages"], serde_json::json!(["web"]));
+    let record =
+        String::from_utf8_lossy(&userland["usr/lib/mote/packages/web.toml"].data).into_owned();
+    let record = mote_package::PackageManifest::parse(&record, Path::new("web.toml")).unwrap();
+    assert_eq!(record.services["web"].capabilities, ["net_bind_service"]);
     let site = &settings["roles"]["web"]["sites"][0];
     assert_eq!(site["name"], "default");
     assert_eq!(site["root"], "/srv/www");
     assert_eq!(site["bindings"][0]["port"], 80);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture.path("out/build.json")).unwrap()).unwrap();
-    assert_eq!(json["packages"], serde_json::json!(["web"]));
+    assert_eq!(json["packages"][0]["name"], "web");
+    assert_eq!(json["packages"][0]["origin"]["kind"], "builtin");
 
     // The user's page and roles.web win.
     let text = format!(
@@ -622,4 +628,110 @@ fn the_web_package_installs_mote_web_a_default_site_and_page() {
         serde_json::from_slice(&userland["etc/mote/settings.json"].data).unwrap();
     assert_eq!(settings["roles"]["web"]["sites"][0]["name"], "mine");
     assert!(userland.contains_key("srv/www/site/index.html"));
+}
+
+/// A package of one's own: `./app.mpkg` with its signature, trusted by
+/// `[packages] trusted_keys`; refused unsigned, tampered, untrusted or
+/// with a missing dependency, unless `allow_unsigned`; a section with no
+/// package reading it is refused.
+#[test]
+fn a_signed_package_file_is_installed_offline_and_trust_is_enforced() {
+    let fixture = Fixture::new();
+    let pkg = fixture.path("app");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("package.toml"),
+        "name = \"app\"\nversion = \"1.2.0\"\ndescription = \"an app\"\n\
+         [[files]]\nsource = \"app.conf\"\ndestination = \"/etc/app.conf\"\nmode = \"0640\"\n\
+         [[users]]\nname = \"app\"\nuid = 900\n\
+         [services.app]\nargv = [\"/usr/bin/hello\"]\nuser = \"900:900\"\nports = [9000]\n",
+    )
+    .unwrap();
+    std::fs::write(pkg.join("app.conf"), "port = 9000\n").unwrap();
+    let archive = mote_package::build(&pkg, &Default::default()).unwrap();
+    let keys = mote_package::generate_key().unwrap();
+    let secret = mote_package::SecretKey::parse(&keys.secret, "k", None).unwrap();
+    let m = fixture.path("m");
+    std::fs::write(m.join("app.mpkg"), &archive).unwrap();
+    std::fs::write(m.join("me.pub"), &keys.public).unwrap();
+    let manifest = |extra: &str| {
+        format!(
+            "[packages]\ninstall = [\"./app.mpkg\"]\ntrusted_keys = [\"me.pub\"]\n{extra}{MANIFEST}"
+        )
+    };
+
+    let message = error(&fixture, &manifest(""));
+    assert!(
+        message.starts_with("packages: ./app.mpkg: the package is not signed"),
+        "{message}"
+    );
+    let signature = mote_package::sign(&archive, &secret, "app").unwrap();
+    std::fs::write(m.join("app.mpkg.minisig"), &signature).unwrap();
+    let report = fixture.build_text(&manifest(""), "ok").unwrap();
+    assert_eq!(report.packages[0].name, "app");
+    assert!(
+        matches!(&report.packages[0].origin, mote_image::Origin::Signed { key_id, .. } if *key_id == keys.key_id)
+    );
+    let initrd = std::fs::read(fixture.path("ok/initrd.img")).unwrap();
+    let (_, userland, _) = segments(&initrd);
+    assert_eq!(userland["etc/app.conf"].data, b"port = 9000\n");
+    assert_eq!(userland["etc/app.conf"].mode, 0o100640);
+    let passwd = String::from_utf8_lossy(&userland["etc/passwd"].data).into_owned();
+    assert!(passwd.contains("\napp:x:900:900:"), "{passwd}");
+    assert!(userland.contains_key(&format!("etc/mote/trust/{}.pub", keys.key_id)));
+    assert!(!userland.contains_key("etc/mote/trust/allow-unsigned"));
+    let settings: serde_json::Value =
+        serde_json::from_slice(&userland["etc/mote/settings.json"].data).unwrap();
+    assert_eq!(settings["packages"], serde_json::json!(["app"]));
+
+    // One byte changed: tampered.
+    let mut tampered = archive.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    std::fs::write(m.join("app.mpkg"), &tampered).unwrap();
+    let message = error(&fixture, &manifest(""));
+    assert!(
+        message.contains("./app.mpkg") && message.contains("tampered"),
+        "{message}"
+    );
+    std::fs::write(m.join("app.mpkg"), &archive).unwrap();
+
+    // Signed by a key nobody trusts.
+    let other = mote_package::generate_key().unwrap();
+    std::fs::write(m.join("me.pub"), &other.public).unwrap();
+    let message = error(&fixture, &manifest(""));
+    assert!(message.contains("trusted_keys does not list"), "{message}");
+    // ... which allow_unsigned lets in, and the image says so.
+    let report = fixture
+        .build_text(&manifest("allow_unsigned = true\n"), "out3")
+        .unwrap();
+    assert!(matches!(
+        report.packages[0].origin,
+        mote_image::Origin::Unsigned { .. }
+    ));
+    let initrd = std::fs::read(fixture.path("out3/initrd.img")).unwrap();
+    let (_, userland, _) = segments(&initrd);
+    assert!(userland.contains_key("etc/mote/trust/allow-unsigned"));
+
+    // A dependency that is not there names both packages.
+    std::fs::write(
+        pkg.join("package.toml"),
+        "name = \"app\"\nversion = \"1.2.0\"\ndescription = \"an app\"\n\
+         [dependencies]\ndb = \"^2\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("app.mpkg"),
+        mote_package::build(&pkg, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let message = error(&fixture, &manifest("allow_unsigned = true\n"));
+    assert!(
+        message.contains("app 1.2.0") && message.contains("db"),
+        "{message}"
+    );
+
+    // A section no installed package reads.
+    let message = error(&fixture, &format!("{MANIFEST}[roles.nothing]\nx = 1\n"));
+    assert!(message.contains("roles.nothing"), "{message}");
 }
