@@ -40,7 +40,7 @@ use crate::events::Events;
 use crate::first_boot::{self, Outcome};
 use crate::power::{self, Action};
 use crate::supervisor::{self as sup, Limits, Reaper, State, Supervisor};
-use crate::{console, management, net, state, system};
+use crate::{console, management, net, packages, state, system};
 
 /// Node settings baked into the image.
 pub const SETTINGS: &str = "/etc/mote/settings.json";
@@ -69,7 +69,9 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
 
     // The firewall goes on before any link is up, so no packet ever meets a
     // node without it; it needs no addresses.
-    if let Err(e) = net::apply_firewall(&settings.firewall, &settings.open_ports(), events) {
+    let installed = packages::read(Path::new(mote_config::paths::IMAGE_PACKAGES), events);
+    let ports = packages::open_ports(&settings, &installed);
+    if let Err(e) = net::apply_firewall(&settings.firewall, &ports, events) {
         events.error("firewall", format!("not applied: {e}"));
     }
     let firewall_at = system::uptime_ms();
@@ -93,7 +95,10 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
         supervisor.clone(),
         settings.clone(),
         init_ms,
-        NodeOptions::default(),
+        NodeOptions {
+            installed,
+            ..NodeOptions::default()
+        },
         power_tx,
     ));
     for (phase, at) in [
@@ -160,26 +165,12 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
             Outcome::Nothing | Outcome::NoStateDisk => {}
         }
         node.boot.mark("first-boot");
-        let (mut services, first) = management::services(&settings, &node.options.moted);
-        if management::has_web(&settings) {
-            if let Err(e) = management::write_web_config(&settings, &node.options.web_config) {
-                events.error(
-                    "web",
-                    format!("cannot write {}: {e}", node.options.web_config.display()),
-                );
-            }
-            if let Err(e) = management::prepare_web_logs(Path::new(management::WEB_LOGS)) {
-                events.warn(
-                    "web",
-                    format!("cannot prepare {}: {e}", management::WEB_LOGS),
-                );
-            }
-            management::add_web(
-                &mut services,
-                &settings,
-                &node.options.web,
-                &node.options.web_config,
-            );
+        let installed = &node.options.installed;
+        let (services, first) = packages::services(&settings, installed, &node.options.moted);
+        packages::make_directories(&settings, installed, events);
+        if let Err(e) = packages::write_sections(&settings, installed, &node.options.role_settings)
+        {
+            events.error("init", e);
         }
         supervisor.start_all(services, first);
         let states = supervisor.wait_settled(Duration::from_secs(30)).await;

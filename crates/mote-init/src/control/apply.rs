@@ -11,9 +11,10 @@
 //!    its DHCP client stopped, the addresses and default routes on it
 //!    removed, then configured afresh as at boot; resolv.conf rewritten;
 //! 4. `services` — removed ones stop, added ones start, changed ones restart
-//!    (`moted` included, as the built-in service); a changed `roles.web` is
-//!    written to `/run/mote/roles/web.json` and the `web` service gets
-//!    SIGHUP (it reloads without a restart).
+//!    (`moted` and the installed packages' services included); a package's
+//!    changed settings section is written to `/run/mote/roles/NAME.json`
+//!    and its services, when otherwise unchanged, get its reload signal
+//!    (they reload without a restart).
 //!
 //! The first part that fails stops the apply, and the error names it.
 //! Because the new settings are already in force, re-applying the previous
@@ -25,7 +26,7 @@ use mote_api::control::{AppliedSettings, SettingsSource};
 use mote_config::NodeSettings;
 
 use super::Node;
-use crate::{management, net};
+use crate::{net, packages};
 
 /// Apply `new`, store version `version` (`None`: never stored); `Err`
 /// names the first part that failed and why. Either way the node records
@@ -62,7 +63,7 @@ pub async fn apply_boot(node: &Node, new: NodeSettings) -> Result<(), String> {
 
 async fn apply_parts(node: &Node, new: NodeSettings, services: bool) -> Result<(), String> {
     let _one_at_a_time = node.applying.lock().await;
-    if let Err(problems) = new.validate() {
+    if let Err(problems) = new.validate_with(mote_roles::ALL) {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
         return Err(format!("settings: invalid: {}", list.join("; ")));
     }
@@ -77,10 +78,12 @@ async fn apply_parts(node: &Node, new: NodeSettings, services: bool) -> Result<(
         events.info("init", format!("host name is now {}", new.system.hostname));
     }
 
+    let installed = &node.options.installed;
+    let new_ports = packages::open_ports(&new, installed);
     if node.options.firewall
-        && (old.firewall != new.firewall || old.open_ports() != new.open_ports())
+        && (old.firewall != new.firewall || packages::open_ports(&old, installed) != new_ports)
     {
-        net::apply_firewall(&new.firewall, &new.open_ports(), events)
+        net::apply_firewall(&new.firewall, &new_ports, events)
             .map_err(|e| format!("firewall: {e}"))?;
     }
 
@@ -104,43 +107,23 @@ async fn apply_parts(node: &Node, new: NodeSettings, services: bool) -> Result<(
         }
     }
 
-    let web_changed = old.roles.web != new.roles.web || old.packages != new.packages;
-    if web_changed && management::has_web(&new) {
-        management::write_web_config(&new, &node.options.web_config).map_err(|e| {
-            format!(
-                "roles.web: cannot write {}: {e}",
-                node.options.web_config.display()
-            )
-        })?;
+    if old.roles != new.roles || old.packages != new.packages {
+        packages::make_directories(&new, installed, events);
+        packages::write_sections(&new, installed, &node.options.role_settings)?;
     }
     if services {
-        let (mut services, first) = management::services(&new, &node.options.moted);
-        management::add_web(
-            &mut services,
-            &new,
-            &node.options.web,
-            &node.options.web_config,
-        );
-        let web_before = node
-            .supervisor
-            .specs()
-            .get(management::WEB_SERVICE)
-            .cloned();
+        let (services, first) = packages::services(&new, installed, &node.options.moted);
+        let before = node.supervisor.specs();
         node.supervisor.replace(services, first).await;
-        // Same service, new sites: the server reloads its file on SIGHUP.
-        if web_changed
-            && web_before.is_some()
-            && web_before
-                == node
-                    .supervisor
-                    .specs()
-                    .get(management::WEB_SERVICE)
-                    .cloned()
-        {
-            node.supervisor
-                .signal(management::WEB_SERVICE, libc::SIGHUP)
-                .map_err(|e| format!("roles.web: cannot reload the web server: {e}"))?;
-            events.info("init", "web server reloading its sites");
+        // Same service, new section: the service rereads it on its signal.
+        let after = node.supervisor.specs();
+        for (service, signal) in installed.reloads(&old, &new) {
+            if before.contains_key(&service) && before.get(&service) == after.get(&service) {
+                node.supervisor
+                    .signal(&service, signal.number())
+                    .map_err(|e| format!("services.{service}: cannot signal a reload: {e}"))?;
+                events.info("init", format!("service {service} reloading its settings"));
+            }
         }
     }
     events.info("init", "new settings applied");

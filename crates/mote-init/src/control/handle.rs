@@ -68,11 +68,10 @@ pub struct NodeOptions {
     /// The management agent's binary; run as service `moted` when it exists
     /// and management is enabled.
     pub moted: PathBuf,
-    /// The web server's binary; run as service `web` when it exists and
-    /// the settings name the web package.
-    pub web: PathBuf,
-    /// Where the `roles.web` section is written for the web server.
-    pub web_config: PathBuf,
+    /// The packages the image installed.
+    pub installed: mote_package::Installed,
+    /// Where the packages' settings sections are written, as `NAME.json`.
+    pub role_settings: PathBuf,
 }
 
 impl Default for NodeOptions {
@@ -82,8 +81,8 @@ impl Default for NodeOptions {
             firewall: true,
             network: true,
             moted: PathBuf::from(crate::management::MOTED),
-            web: PathBuf::from(crate::management::WEB),
-            web_config: PathBuf::from(crate::management::WEB_CONFIG),
+            installed: mote_package::Installed::default(),
+            role_settings: PathBuf::from(mote_config::paths::ROLE_SETTINGS),
         }
     }
 }

@@ -73,8 +73,8 @@ async fn harness(initial: NodeSettings) -> Harness {
         firewall: false,
         network: false,
         moted: dir.path().join("no-moted"),
-        web: dir.path().join("no-mote-web"),
-        web_config: dir.path().join("web.json"),
+        installed: mote_package::Installed::default(),
+        role_settings: dir.path().join("roles"),
     };
     let node = Arc::new(Node::new(events, supervisor, initial, 5, options, tx));
     serve(&path, Arc::clone(&node)).unwrap();
@@ -316,13 +316,13 @@ async fn the_socket_is_root_only() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
-/// A changed `roles.web` rewrites the file and reloads the running web
-/// server with SIGHUP: same pid, no restart.
+/// A package's changed settings section is rewritten and its running
+/// service gets the package's reload signal: same pid, no restart.
 #[tokio::test(flavor = "current_thread")]
-async fn a_changed_roles_web_reloads_the_web_service() {
+async fn a_changed_section_reloads_its_package_service() {
     use std::os::unix::fs::PermissionsExt;
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: the web service runs as www-data, which needs root");
+        eprintln!("skipped: the package's service runs as nobody, which needs root");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -330,31 +330,45 @@ async fn a_changed_roles_web_reloads_the_web_service() {
     let hups = dir.path().join("hups");
     std::fs::write(&hups, "").unwrap();
     std::fs::set_permissions(&hups, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let web = dir.path().join("mote-web");
+    let app = dir.path().join("app");
     std::fs::write(
-        &web,
+        &app,
         format!(
             "#!/bin/sh\ntrap 'echo hup >> {}' HUP\nwhile :; do sleep 0.05; done\n",
             hups.display()
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&web, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = dir.path().join("roles/web.json");
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let packages = dir.path().join("packages");
+    std::fs::create_dir(&packages).unwrap();
+    std::fs::write(
+        packages.join("app.toml"),
+        format!(
+            "name = \"app\"\nversion = \"1.0.0\"\ndescription = \"x\"\nsettings = \"app\"\n\
+             reload_signal = \"SIGHUP\"\n[services.app]\nargv = [\"{}\"]\nuser = \"nobody\"\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    let roles = dir.path().join("roles");
+    let (installed, problems) = mote_package::Installed::read(&packages);
+    assert!(problems.is_empty(), "{problems:?}");
     let options = NodeOptions {
         hostname: false,
         firewall: false,
         network: false,
         moted: dir.path().join("no-moted"),
-        web: web.clone(),
-        web_config: config.clone(),
+        installed: installed.clone(),
+        role_settings: roles.clone(),
     };
     let mut initial = settings(&[]);
-    initial.packages = vec!["web".into()];
-    initial.roles.web = Some(serde_json::json!({"sites": []}));
-    crate::management::write_web_config(&initial, &config).unwrap();
-    let mut services = BTreeMap::new();
-    crate::management::add_web(&mut services, &initial, &web, &config);
+    initial.packages = vec!["app".into()];
+    initial
+        .roles
+        .insert("app".into(), serde_json::json!({"sites": []}));
+    crate::packages::write_sections(&initial, &installed, &roles).unwrap();
+    let (services, _) = crate::packages::services(&initial, &installed, &options.moted);
     let events = Events::new(false);
     let reaper = Reaper::start().unwrap();
     let supervisor = Supervisor::new(&reaper, &events, Limits::default(), None);
@@ -363,20 +377,21 @@ async fn a_changed_roles_web_reloads_the_web_service() {
     let pid = |s: &Supervisor| {
         s.infos()
             .iter()
-            .find(|i| i.name == "web")
+            .find(|i| i.name == "app")
             .and_then(|i| i.pid)
     };
-    let before = pid(&supervisor).expect("web runs");
+    let before = pid(&supervisor).expect("app runs");
     // Let the shell install its trap.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (tx, _power) = mpsc::channel(1);
     let node = Node::new(events, supervisor.clone(), initial.clone(), 5, options, tx);
 
     let mut new = initial.clone();
-    new.roles.web = Some(serde_json::json!({"sites": [{"name": "b"}]}));
+    new.roles
+        .insert("app".into(), serde_json::json!({"sites": [{"name": "b"}]}));
     super::apply::apply(&node, new, None).await.unwrap();
     let written: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(roles.join("app.json")).unwrap()).unwrap();
     assert_eq!(written["sites"][0]["name"], "b");
     for _ in 0..100 {
         if std::fs::read_to_string(&hups).unwrap().contains("hup") {
