@@ -44,9 +44,6 @@ pub struct App {
     /// Where `mote-web --metrics` answers, read when the settings name the
     /// `web` package.
     pub web_metrics: Mutex<SocketAddr>,
-    /// The web server that checks a new `roles.web` (`mote-web --check`);
-    /// when it does not exist (no web package) nothing is checked.
-    pub web_binary: Mutex<PathBuf>,
 }
 
 /// The caller of a request, as the auth layer found it.
@@ -116,8 +113,9 @@ impl App {
             // A write that changes nothing: no apply, no new version.
             return Ok(old);
         }
-        new.validate().map_err(ApiError::Invalid)?;
-        self.check_roles(&old.settings, &new).await?;
+        // Every role's section by its own library, in process (the registry).
+        new.validate_with(mote_roles::ALL)
+            .map_err(ApiError::Invalid)?;
         let version = lock(&self.store)?.next_version()?;
         let applied = self
             .init
@@ -165,29 +163,6 @@ impl App {
                 Err(e.into())
             }
         }
-    }
-
-    /// Has the web server judge `roles.web` when `new` changes it and the
-    /// node has the web server ([`crate::core::web_check`]); a section
-    /// removed altogether needs no check (PID 1 then writes one without
-    /// sites).
-    async fn check_roles(&self, old: &NodeSettings, new: &NodeSettings) -> Result<(), ApiError> {
-        let Some(section) = &new.roles.web else {
-            return Ok(());
-        };
-        if new.roles.web == old.roles.web {
-            return Ok(());
-        }
-        let binary = lock(&self.web_binary)?.clone();
-        if !binary.exists() {
-            return Ok(());
-        }
-        crate::core::web_check::check(&binary, section)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "roles.web refused");
-                ApiError::from(e)
-            })
     }
 
     /// Records a change in the audit log and sends it to PID 1 as an event.

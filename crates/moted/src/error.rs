@@ -7,7 +7,6 @@ use axum::Json;
 use mote_api::api::{settings_etag, ErrorBody, Problem};
 use mote_config::Invalid;
 
-use crate::core::web_check::WebCheckError;
 use crate::init::InitError;
 use mote_api::store::StoreError;
 
@@ -58,10 +57,6 @@ pub enum ApiError {
     /// The new settings break rules.
     #[error("the settings are invalid ({} problems)", .0.len())]
     Invalid(Vec<Invalid>),
-    /// `mote-web --check` refused a new `roles.web`, or could not judge it;
-    /// nothing was stored or applied.
-    #[error(transparent)]
-    WebCheck(#[from] WebCheckError),
     /// PID 1 refused the change; the previous settings were re-applied.
     #[error("PID 1 refused: {message}; {}", if *rolled_back { "the previous settings were re-applied" } else { "re-applying the previous settings failed too" })]
     Refused {
@@ -120,11 +115,6 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::WebCheck(e) => match e {
-                WebCheckError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                WebCheckError::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                WebCheckError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            },
             ApiError::Refused {
                 rolled_back: true, ..
             } => StatusCode::CONFLICT,
@@ -168,9 +158,6 @@ impl IntoResponse for ApiError {
         };
         let problems = match &self {
             ApiError::Invalid(p) => p.iter().cloned().map(Problem::from).collect(),
-            ApiError::WebCheck(e @ WebCheckError::Refused { detail }) => {
-                vec![web_problem(e, detail)]
-            }
             _ => Vec::new(),
         };
         let body = ErrorBody {
@@ -187,21 +174,6 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(header::ETAG, tag);
         }
         resp
-    }
-}
-
-/// mote-web's refusal as a problem at its key under `roles.web`.
-fn web_problem(e: &WebCheckError, detail: &str) -> Problem {
-    let (path, found) = match e.key_and_message() {
-        Some((".", message)) => ("roles.web".to_string(), message),
-        Some((key, message)) => (format!("roles.web.{key}"), message),
-        None => ("roles.web".to_string(), detail),
-    };
-    Problem {
-        path,
-        found: found.to_string(),
-        allowed: "a value `mote-web --check` accepts (docs/web.md#errors)".into(),
-        hint: None,
     }
 }
 

@@ -197,7 +197,6 @@ pub async fn start_with(
         cpu: Mutex::new(None),
         token_ttl: config.token_ttl,
         web_metrics: Mutex::new(core::web::DEFAULT_ADDR),
-        web_binary: Mutex::new(PathBuf::from(core::web_check::BINARY)),
     });
     let listener = TcpListener::bind(config.listen)
         .await

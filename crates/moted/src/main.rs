@@ -36,10 +36,6 @@ struct Args {
     /// Where `mote-web --metrics` answers (read when the web package is on).
     #[arg(long, default_value_t = moted::core::web::DEFAULT_ADDR)]
     web_metrics: SocketAddr,
-    /// The web server that checks a changed `roles.web` (`mote-web --check`)
-    /// before it is stored; when the file does not exist, nothing is checked.
-    #[arg(long, env = "MOTE_WEB_BINARY", default_value = moted::core::web_check::BINARY)]
-    web_binary: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,9 +77,6 @@ fn main() -> anyhow::Result<()> {
         .context("moted cannot start")?;
         if let Ok(mut a) = running.app.web_metrics.lock() {
             *a = args.web_metrics;
-        }
-        if let Ok(mut b) = running.app.web_binary.lock() {
-            *b = args.web_binary;
         }
         println!("moted listening on {}", running.addr);
         println!("fingerprint {}", running.fingerprint);

@@ -126,7 +126,7 @@ impl Op {
     fn validated(mut self) -> Self {
         self.refusals.push((
             "422",
-            "The new settings are invalid: `problems` names each key. A changed `roles.web` is also checked by `mote-web --check` on a node with the web package, and its message is in `error`. Nothing was stored or applied.",
+            "The new settings are invalid: `problems` names each key. A `roles.NAME` section is checked by its role's library, key by key. Nothing was stored or applied.",
             Vec::new(),
         ));
         self
@@ -243,7 +243,7 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
         .answer(JSON, s.of::<VersionedSettings>()),
         ("PATCH", "/v1/settings") => Op::new(
             "patchSettings",
-            "Change settings by an RFC 7396 merge patch: validated (422; a changed `roles.web` by `mote-web --check` too), applied by PID 1 (409 and rollback on refusal), stored as a new version; with `If-Match`, only if the settings are still at that version (412)",
+            "Change settings by an RFC 7396 merge patch: validated (422; each `roles.NAME` section by its role's library), applied by PID 1 (409 and rollback on refusal), stored as a new version; with `If-Match`, only if the settings are still at that version (412)",
             settings_change,
         )
         .if_match()

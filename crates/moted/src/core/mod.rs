@@ -5,4 +5,3 @@ pub mod json;
 pub mod perf;
 pub mod procs;
 pub mod web;
-pub mod web_check;
