@@ -58,7 +58,7 @@ pub fn build(
     let text = std::fs::read_to_string(manifest_path)
         .with_context(|| format!("reading the manifest {}", manifest_path.display()))
         .code(Code::InvalidInput)?;
-    let manifest = mote_config::parse(&text, manifest_path)?;
+    let manifest = mote_config::parse_with(&text, manifest_path, mote_roles::ALL)?;
     let out_dir = out.map_or_else(
         || PathBuf::from("out").join(&manifest.image.name),
         Path::to_path_buf,

@@ -119,7 +119,7 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
         }
     };
     if a.json {
-        return output::json(&v.settings.roles.web.unwrap_or(Value::Null));
+        return output::json(v.settings.roles.get("web").unwrap_or(&Value::Null));
     }
     println!("{}: {what}; settings version {}", s.name, v.version);
     Ok(())
@@ -127,7 +127,7 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
 
 /// The `roles.web` section, or an empty one.
 fn web_of(current: &VersionedSettings) -> Value {
-    match &current.settings.roles.web {
+    match current.settings.roles.get("web") {
         Some(v @ Value::Object(_)) => v.clone(),
         _ => json!({}),
     }
@@ -553,7 +553,7 @@ mod tests {
             if let Some(other) = self.others.lock().unwrap().pop() {
                 let mut web = web_of(&s);
                 edit_site("n1", &mut web, &add(other)).unwrap();
-                s.settings.roles.web = Some(web);
+                s.settings.roles.insert("web".into(), web);
                 s.version += 1;
             }
             if s.version != version {
@@ -562,7 +562,9 @@ mod tests {
                     body: ErrorBody::default(),
                 });
             }
-            s.settings.roles.web = Some(patch["roles"]["web"].clone());
+            s.settings
+                .roles
+                .insert("web".into(), patch["roles"]["web"].clone());
             s.version += 1;
             Ok(s.clone())
         }
