@@ -92,6 +92,34 @@ impl From<mote_config::Invalid> for Problem {
     }
 }
 
+/// `GET /v1/packages`: every installed package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Packages {
+    /// By name.
+    pub packages: Vec<crate::control::PackageInfo>,
+    /// The node lets unsigned packages in (development only).
+    pub allow_unsigned: bool,
+}
+
+/// The outcome of installing, upgrading or removing a package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PackageChange {
+    /// What was done, in words.
+    pub message: String,
+    /// The package as it is now (as it was, for a removal).
+    pub package: crate::control::PackageInfo,
+    /// The version it replaced, for an upgrade.
+    pub previous: Option<String>,
+    /// The settings version in force afterwards.
+    pub settings_version: u64,
+}
+
+/// The request header carrying a package's minisign signature (the
+/// `.minisig` file's text, base64 because it spans lines).
+pub const SIGNATURE_HEADER: &str = "mote-signature";
+
 /// A plain "done" answer for actions that return nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -578,6 +578,55 @@ impl Client {
         Ok(serde_json::from_slice(&checked(resp).await?)?)
     }
 
+    /// `GET /v1/packages`
+    pub async fn packages(&self) -> Result<Packages, ClientError> {
+        self.get("/v1/packages").await
+    }
+
+    /// `POST /v1/packages` (install) or `PUT /v1/packages/{name}`
+    /// (upgrade, when `upgrade` names it): the archive as the body, its
+    /// signature (the `.minisig` text) in [`SIGNATURE_HEADER`].
+    pub async fn package_upload(
+        &self,
+        upgrade: Option<&str>,
+        archive: Vec<u8>,
+        signature: Option<&str>,
+    ) -> Result<PackageChange, ClientError> {
+        use base64::Engine as _;
+        let encoded = signature.map(|s| base64::engine::general_purpose::STANDARD.encode(s));
+        let headers: Vec<(&str, &str)> = encoded
+            .as_deref()
+            .map(|e| vec![(SIGNATURE_HEADER, e)])
+            .unwrap_or_default();
+        let (method, path) = match upgrade {
+            Some(name) => (Method::PUT, format!("/v1/packages/{}", encode_path(name))),
+            None => (Method::POST, "/v1/packages".to_string()),
+        };
+        let resp = self
+            .request_with(
+                method,
+                &path,
+                Some("application/octet-stream"),
+                &headers,
+                archive,
+            )
+            .await?;
+        Ok(serde_json::from_slice(&checked(resp).await?)?)
+    }
+
+    /// `DELETE /v1/packages/{name}`
+    pub async fn package_remove(&self, name: &str) -> Result<PackageChange, ClientError> {
+        let resp = self
+            .request(
+                Method::DELETE,
+                &format!("/v1/packages/{}", encode_path(name)),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        Ok(serde_json::from_slice(&checked(resp).await?)?)
+    }
+
     /// `POST /v1/exec`: output lines, then an [`ExecLine::Exit`].
     pub async fn exec(&self, req: &ExecRequest) -> Result<Lines<ExecLine>, ClientError> {
         let resp = self

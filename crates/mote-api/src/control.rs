@@ -66,6 +66,33 @@ pub enum Request {
         /// What to do.
         action: PowerAction,
     },
+    /// The installed packages.
+    Packages,
+    /// Verify a package file moted received against the node's trusted
+    /// keys and unpack it (an install, or an upgrade of a package installed
+    /// online); its services run once the settings name it. Answered with
+    /// [`Response::Staged`]; not kept past a reboot until committed.
+    StagePackage {
+        /// The archive, written by moted on the state disk.
+        archive: std::path::PathBuf,
+        /// Its minisign signature, when it has one.
+        signature: Option<String>,
+    },
+    /// Keep a staged package (moted stored the settings that name it).
+    CommitPackage {
+        /// Package name.
+        name: String,
+    },
+    /// Undo a staged package: the previous version comes back, or none.
+    AbortPackage {
+        /// Package name.
+        name: String,
+    },
+    /// Remove a package installed online, once no settings name it.
+    RemovePackage {
+        /// Package name.
+        name: String,
+    },
 }
 
 /// What to do with a service.
@@ -100,6 +127,9 @@ pub enum Response {
     Ok,
     /// Not done, and why.
     Error {
+        /// What kind of failure, so that moted answers the right status.
+        #[serde(default)]
+        reason: ErrorKind,
         /// What failed and what to do.
         message: String,
     },
@@ -119,6 +149,84 @@ pub enum Response {
     Event(Event),
     /// For [`Request::Network`].
     Network(NetworkInfo),
+    /// For [`Request::Packages`].
+    Packages {
+        /// Every installed package, by name.
+        packages: Vec<PackageInfo>,
+        /// Whether the node lets unsigned packages in (`allow_unsigned` in
+        /// its manifest).
+        allow_unsigned: bool,
+    },
+    /// For [`Request::StagePackage`].
+    Staged {
+        /// The package as staged.
+        package: PackageInfo,
+        /// The version it replaces, for an upgrade.
+        previous: Option<String>,
+    },
+}
+
+/// What kind of failure a [`Response::Error`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A step failed while doing it (a service that did not start, a file
+    /// that could not be written).
+    #[default]
+    Failed,
+    /// The request itself is wrong (a package that does not verify).
+    Invalid,
+    /// What it names does not exist.
+    NotFound,
+    /// It conflicts with the node's state (a dependency, a name in use).
+    Conflict,
+    /// Not now: the node is still configuring what it needs.
+    Unavailable,
+}
+
+/// An installed package, as the node has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PackageInfo {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// What it is.
+    pub description: String,
+    /// Part of the image (changed only by a new image), not installed
+    /// online.
+    pub in_image: bool,
+    /// Named by the settings' `packages`: its services run and its ports
+    /// are open.
+    pub active: bool,
+    /// Its services.
+    pub services: Vec<String>,
+    /// The ports it opens itself (besides those its settings section names).
+    pub ports: Vec<String>,
+    /// The `roles.NAME` section it reads.
+    pub settings: Option<String>,
+    /// Who signed it, for a package installed online.
+    pub trust: Option<PackageTrust>,
+    /// What it needs: `NAME REQUIREMENT` each.
+    pub dependencies: Vec<String>,
+}
+
+/// Why a package installed online is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum PackageTrust {
+    /// Signed by a key the node trusts.
+    Signed {
+        /// The key's id.
+        key_id: String,
+    },
+    /// Let in unsigned because the node allows that.
+    Unsigned {
+        /// Why it did not verify.
+        reason: String,
+    },
 }
 
 /// The node at a glance.
@@ -137,8 +245,12 @@ pub struct SystemInfo {
     pub ready_ms: Option<u64>,
     /// Boot phases and when each ended, in ms after PID 1 started.
     pub boot_timeline: Vec<(String, u64)>,
-    /// Packages in the image (roles and apps).
+    /// Active packages (roles and apps), as the settings name them.
     pub packages: Vec<String>,
+    /// The node lets unsigned packages in (`allow_unsigned` in its
+    /// manifest): for development only.
+    #[serde(default)]
+    pub allow_unsigned: bool,
     /// Which settings the node runs, and why.
     #[serde(default)]
     pub settings: AppliedSettings,
@@ -273,9 +385,22 @@ mod tests {
     #[test]
     fn responses_carry_a_kind() {
         let line = serde_json::to_string(&Response::Error {
+            reason: ErrorKind::NotFound,
             message: "no such service".into(),
         })
         .unwrap();
-        assert_eq!(line, r#"{"kind":"error","message":"no such service"}"#);
+        assert_eq!(
+            line,
+            r#"{"kind":"error","reason":"not_found","message":"no such service"}"#
+        );
+        // An answer without a reason is a failure.
+        let old: Response = serde_json::from_str(r#"{"kind":"error","message":"x"}"#).unwrap();
+        assert!(matches!(
+            old,
+            Response::Error {
+                reason: ErrorKind::Failed,
+                ..
+            }
+        ));
     }
 }
