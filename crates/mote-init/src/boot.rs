@@ -129,6 +129,9 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
     };
     let workload = async {
         let state_dir = mount_state(events).await;
+        if state_dir.is_some() {
+            reinstate_packages(&node, events).await;
+        }
         node.boot.mark("state");
         // What moted committed wins over the image's once the disk is there.
         let settings = match state_dir {
@@ -165,7 +168,7 @@ pub async fn run(events: &Events, init_ms: u64) -> Action {
             Outcome::Nothing | Outcome::NoStateDisk => {}
         }
         node.boot.mark("first-boot");
-        let installed = &node.options.installed;
+        let installed = &node.installed();
         let (services, first) = packages::services(&settings, installed, &node.options.moted);
         packages::make_directories(&settings, installed, events);
         if let Err(e) = packages::write_sections(&settings, installed, &node.options.role_settings)
@@ -336,6 +339,30 @@ async fn apply_saved(node: &Node, image: &NodeSettings, stored: Stored) {
         }
     }
     node.set_applied(applied);
+}
+
+/// Packages installed online come back from the state disk, verified
+/// again, before the stored settings that name them are applied.
+async fn reinstate_packages(node: &Node, events: &Events) {
+    let store = node.options.store.clone();
+    let image: std::collections::BTreeSet<String> =
+        node.options.installed.packages.keys().cloned().collect();
+    let Ok((done, problems)) = tokio::task::spawn_blocking(move || store.reinstate(&image)).await
+    else {
+        events.error("init", "reinstating packages stopped");
+        return;
+    };
+    for problem in problems {
+        events.error("init", format!("installed package left out: {problem}"));
+    }
+    if !done.is_empty() {
+        let names: Vec<String> = done.iter().map(|(m, _)| m.id()).collect();
+        events.info(
+            "init",
+            format!("packages installed online: {}", names.join(", ")),
+        );
+        node.add_installed(done);
+    }
 }
 
 /// Mount the state disk and move the event log onto it; `None` without one.

@@ -15,6 +15,7 @@ pub mod events;
 pub mod first_boot;
 pub mod management;
 pub mod net;
+pub mod package_store;
 pub mod packages;
 pub mod power;
 pub mod state;

@@ -22,16 +22,41 @@
 
 use std::collections::BTreeSet;
 
-use mote_api::control::{AppliedSettings, SettingsSource};
+use mote_api::control::{AppliedSettings, ErrorKind, SettingsSource};
 use mote_config::NodeSettings;
 
 use super::Node;
 use crate::{net, packages};
 
+/// Why an apply stopped: the first part that failed, and what kind of
+/// failure it is (for moted's answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyError {
+    /// What kind.
+    pub kind: ErrorKind,
+    /// The part, what failed and what to do.
+    pub message: String,
+}
+
+impl From<String> for ApplyError {
+    fn from(message: String) -> Self {
+        Self {
+            kind: ErrorKind::Failed,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Apply `new`, store version `version` (`None`: never stored); `Err`
 /// names the first part that failed and why. Either way the node records
 /// which version it now runs, and a failure as its problem.
-pub async fn apply(node: &Node, new: NodeSettings, version: Option<u64>) -> Result<(), String> {
+pub async fn apply(node: &Node, new: NodeSettings, version: Option<u64>) -> Result<(), ApplyError> {
     let result = apply_parts(node, new, true).await;
     node.set_applied(AppliedSettings {
         version,
@@ -51,7 +76,7 @@ pub async fn apply(node: &Node, new: NodeSettings, version: Option<u64>) -> Resu
 /// At boot, switch to the saved settings before any service runs: as
 /// [`apply`], but waits for the network to be configured first, and leaves
 /// the services to boot.
-pub async fn apply_boot(node: &Node, new: NodeSettings) -> Result<(), String> {
+pub async fn apply_boot(node: &Node, new: NodeSettings) -> Result<(), ApplyError> {
     for _ in 0..200 {
         if node.net().is_some() || !node.options.network {
             break;
@@ -61,11 +86,56 @@ pub async fn apply_boot(node: &Node, new: NodeSettings) -> Result<(), String> {
     apply_parts(node, new, false).await
 }
 
-async fn apply_parts(node: &Node, new: NodeSettings, services: bool) -> Result<(), String> {
+/// [`apply_parts`] while holding the one-apply-at-a-time lock (package
+/// changes hold it across their steps).
+pub(super) async fn apply_parts(
+    node: &Node,
+    new: NodeSettings,
+    services: bool,
+) -> Result<(), ApplyError> {
     let _one_at_a_time = node.applying.lock().await;
+    apply_locked(node, new, services).await
+}
+
+pub(super) async fn apply_locked(
+    node: &Node,
+    mut new: NodeSettings,
+    services: bool,
+) -> Result<(), ApplyError> {
     if let Err(problems) = new.validate_with(mote_roles::ALL) {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        return Err(format!("settings: invalid: {}", list.join("; ")));
+        return Err(ApplyError {
+            kind: ErrorKind::Invalid,
+            message: format!("settings: invalid: {}", list.join("; ")),
+        });
+    }
+    let installed = node.installed();
+    if !services {
+        // At boot, a package whose archive did not come back (no longer
+        // trusted, damaged) must not keep the rest of the settings out.
+        new.packages.retain(|p| {
+            let there = installed.packages.contains_key(p);
+            if !there {
+                node.events.error(
+                    "init",
+                    format!("settings name package {p}, which is not installed; left out"),
+                );
+            }
+            there
+        });
+    }
+    if let Some(missing) = new
+        .packages
+        .iter()
+        .find(|p| !installed.packages.contains_key(*p))
+    {
+        return Err(ApplyError {
+            kind: ErrorKind::Invalid,
+            message: format!(
+                "packages: {missing:?} is not installed on this node; install it first \
+                 (mote -n NODE package install FILE)"
+            ),
+        });
     }
     let old = node.settings();
     node.set_settings(new.clone());
@@ -78,7 +148,7 @@ async fn apply_parts(node: &Node, new: NodeSettings, services: bool) -> Result<(
         events.info("init", format!("host name is now {}", new.system.hostname));
     }
 
-    let installed = &node.options.installed;
+    let installed = &installed;
     let new_ports = packages::open_ports(&new, installed);
     if node.options.firewall
         && (old.firewall != new.firewall || packages::open_ports(&old, installed) != new_ports)
@@ -98,7 +168,10 @@ async fn apply_parts(node: &Node, new: NodeSettings, services: bool) -> Result<(
         .collect();
     if node.options.network && !changed.is_empty() {
         let Some(state) = node.net() else {
-            return Err("network: still being configured at boot; try again shortly".into());
+            return Err(ApplyError {
+                kind: ErrorKind::Unavailable,
+                message: "network: still being configured at boot; try again shortly".into(),
+            });
         };
         for name in changed {
             net::reconfigure_interface(&state, name, new_net.get(name), &new.network, events)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use mote_api::control::{
-    AppliedSettings, PowerAction, Request, Response, ServiceAction, SystemInfo,
+    AppliedSettings, ErrorKind, PowerAction, Request, Response, ServiceAction, SystemInfo,
 };
 use mote_config::NodeSettings;
 use tokio::sync::mpsc;
@@ -70,6 +70,8 @@ pub struct NodeOptions {
     pub moted: PathBuf,
     /// The packages the image installed.
     pub installed: mote_package::Installed,
+    /// Where packages installed online are kept, trusted and unpacked.
+    pub store: crate::package_store::Store,
     /// Where the packages' settings sections are written, as `NAME.json`.
     pub role_settings: PathBuf,
 }
@@ -82,6 +84,7 @@ impl Default for NodeOptions {
             network: true,
             moted: PathBuf::from(crate::management::MOTED),
             installed: mote_package::Installed::default(),
+            store: crate::package_store::Store::default(),
             role_settings: PathBuf::from(mote_config::paths::ROLE_SETTINGS),
         }
     }
@@ -103,6 +106,10 @@ pub struct Node {
     power: mpsc::Sender<Action>,
     /// One `Apply` at a time.
     pub(super) applying: tokio::sync::Mutex<()>,
+    /// The installed packages: the image's and those installed online.
+    installed: Mutex<mote_package::Installed>,
+    /// Who signed each package installed online.
+    trust: Mutex<std::collections::BTreeMap<String, mote_api::control::PackageTrust>>,
 }
 
 impl Node {
@@ -122,6 +129,8 @@ impl Node {
                 init_ms,
                 ..BootInfo::default()
             },
+            installed: Mutex::new(options.installed.clone()),
+            trust: Mutex::default(),
             options,
             settings: Mutex::new(settings),
             applied: Mutex::new(AppliedSettings::default()),
@@ -129,6 +138,66 @@ impl Node {
             power,
             applying: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The installed packages (the image's and those installed online).
+    pub fn installed(&self) -> mote_package::Installed {
+        lock(&self.installed).clone()
+    }
+
+    /// Is `name` one of the image's packages (which only a new image
+    /// changes)?
+    pub fn in_image(&self, name: &str) -> bool {
+        self.options.installed.packages.contains_key(name)
+    }
+
+    /// Adds packages installed online (at boot, from the state disk).
+    pub fn add_installed(
+        &self,
+        packages: Vec<(
+            mote_package::PackageManifest,
+            mote_api::control::PackageTrust,
+        )>,
+    ) {
+        for (m, trust) in packages {
+            let name = m.name.clone();
+            self.set_package(&name, Some(m), Some(trust));
+        }
+    }
+
+    pub(crate) fn set_package(
+        &self,
+        name: &str,
+        manifest: Option<mote_package::PackageManifest>,
+        trust: Option<mote_api::control::PackageTrust>,
+    ) {
+        let mut installed = lock(&self.installed);
+        match manifest {
+            Some(m) => installed.packages.insert(name.to_owned(), m),
+            None => installed.packages.remove(name),
+        };
+        let mut trusts = lock(&self.trust);
+        match trust {
+            Some(t) => trusts.insert(name.to_owned(), t),
+            None => trusts.remove(name),
+        };
+    }
+
+    fn package_infos(&self) -> Vec<mote_api::control::PackageInfo> {
+        let settings = self.settings();
+        let trust = lock(&self.trust).clone();
+        lock(&self.installed)
+            .packages
+            .values()
+            .map(|m| {
+                crate::package_store::info(
+                    m,
+                    self.in_image(&m.name),
+                    settings.packages.contains(&m.name),
+                    trust.get(&m.name).cloned(),
+                )
+            })
+            .collect()
     }
 
     /// The settings in force.
@@ -184,13 +253,19 @@ impl Node {
             ready_ms: *lock(&self.boot.ready_ms),
             boot_timeline: lock(&self.boot.timeline).clone(),
             packages: self.settings().packages,
+            allow_unsigned: self.options.store.trusted().1,
             settings: self.applied(),
         }
     }
 }
 
 fn error(message: impl Into<String>) -> Response {
+    failure(ErrorKind::Failed, message)
+}
+
+fn failure(reason: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error {
+        reason,
         message: message.into(),
     }
 }
@@ -211,20 +286,29 @@ pub async fn handle(node: &Node, request: Request) -> Response {
             };
             match result {
                 Ok(()) => Response::Ok,
-                Err(e) => error(e.to_string()),
+                Err(e @ crate::supervisor::SupervisorError::Unknown { .. }) => {
+                    failure(ErrorKind::NotFound, e.to_string())
+                }
+                Err(e) => failure(ErrorKind::Conflict, e.to_string()),
             }
         }
         Request::Events(query) => Response::Events {
             events: node.events.query(&query),
         },
-        Request::Follow(_) => error("follow is a stream; the connection handles it"),
+        Request::Follow(_) => failure(
+            ErrorKind::Invalid,
+            "follow is a stream; the connection handles it",
+        ),
         Request::Emit {
             source,
             level,
             message,
         } => {
             if source.is_empty() || message.contains('\n') {
-                return error("emit needs a source and a one-line message");
+                return failure(
+                    ErrorKind::Invalid,
+                    "emit needs a source and a one-line message",
+                );
             }
             node.events.emit(&source, level, message);
             Response::Ok
@@ -243,9 +327,19 @@ pub async fn handle(node: &Node, request: Request) -> Response {
         Request::Apply { settings, version } => {
             match super::apply(node, *settings, version).await {
                 Ok(()) => Response::Ok,
-                Err(e) => error(e),
+                Err(e) => failure(e.kind, e.message),
             }
         }
+        Request::Packages => Response::Packages {
+            packages: node.package_infos(),
+            allow_unsigned: node.options.store.trusted().1,
+        },
+        Request::StagePackage { archive, signature } => {
+            super::packages::stage(node, &archive, signature.as_deref()).await
+        }
+        Request::CommitPackage { name } => super::packages::commit(node, &name).await,
+        Request::AbortPackage { name } => super::packages::abort(node, &name).await,
+        Request::RemovePackage { name } => super::packages::remove(node, &name).await,
         Request::Power { action } => {
             node.request_power(action).await;
             Response::Ok

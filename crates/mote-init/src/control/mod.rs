@@ -25,6 +25,7 @@
 
 mod apply;
 mod handle;
+mod packages;
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -38,7 +39,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast::error::RecvError;
 
-pub use self::apply::{apply, apply_boot};
+pub use self::apply::{apply, apply_boot, ApplyError};
 pub use self::handle::{handle, BootInfo, Node, NodeOptions};
 
 /// How long one event line may take to write to a follower.
@@ -139,7 +140,8 @@ async fn connection(stream: UnixStream, node: Arc<Node>) {
         let request = match request {
             Ok(r) => r,
             Err(message) => {
-                if send(&mut writer, &Response::Error { message })
+                let reason = mote_api::control::ErrorKind::Invalid;
+                if send(&mut writer, &Response::Error { reason, message })
                     .await
                     .is_err()
                 {
@@ -198,7 +200,8 @@ async fn follow(
                     let message = format!(
                         "follower too slow: {missed} events missed; disconnected (ask again with since_ms to catch up)"
                     );
-                    let _ = send(writer, &Response::Error { message }).await;
+                    let reason = mote_api::control::ErrorKind::Failed;
+                    let _ = send(writer, &Response::Error { reason, message }).await;
                     return;
                 }
                 Err(RecvError::Closed) => return,

@@ -74,6 +74,7 @@ async fn harness(initial: NodeSettings) -> Harness {
         network: false,
         moted: dir.path().join("no-moted"),
         installed: mote_package::Installed::default(),
+        store: crate::package_store::Store::under(&dir.path().join("root")),
         role_settings: dir.path().join("roles"),
     };
     let node = Arc::new(Node::new(events, supervisor, initial, 5, options, tx));
@@ -145,15 +146,15 @@ async fn services_are_listed_stopped_and_started_and_bad_lines_answered() {
         [("a".into(), "stopped".into())]
     );
 
-    let Response::Error { message } = c.raw("{not json").await else {
+    let Response::Error { message, .. } = c.raw("{not json").await else {
         panic!()
     };
     assert!(message.contains("not a request"), "{message}");
-    let Response::Error { message } = c.raw(r#"{"op":"format_disk"}"#).await else {
+    let Response::Error { message, .. } = c.raw(r#"{"op":"format_disk"}"#).await else {
         panic!()
     };
     assert!(message.contains("format_disk"), "{message}");
-    let Response::Error { message } = c
+    let Response::Error { message, .. } = c
         .ask(&Request::Service {
             name: "zz".into(),
             action: ServiceAction::Start,
@@ -277,7 +278,7 @@ async fn apply_adds_removes_and_restarts_services() {
 
     let mut bad = new.clone();
     bad.system.hostname = "-bad-".into();
-    let Response::Error { message } = c
+    let Response::Error { message, reason } = c
         .ask(&Request::Apply {
             settings: Box::new(bad),
             version: Some(3),
@@ -287,6 +288,7 @@ async fn apply_adds_removes_and_restarts_services() {
         panic!()
     };
     assert!(message.starts_with("settings: invalid"), "{message}");
+    assert_eq!(reason, mote_api::control::ErrorKind::Invalid);
     assert_eq!(h.node.settings(), new, "invalid settings change nothing");
     let applied = h.node.applied();
     assert_eq!(applied.version, Some(3));
@@ -360,6 +362,7 @@ async fn a_changed_section_reloads_its_package_service() {
         network: false,
         moted: dir.path().join("no-moted"),
         installed: installed.clone(),
+        store: crate::package_store::Store::under(&dir.path().join("root")),
         role_settings: roles.clone(),
     };
     let mut initial = settings(&[]);
