@@ -62,19 +62,17 @@ pub fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, ApiError> {
 }
 
 impl App {
-    /// Asks PID 1 and turns an error answer into [`ApiError::Refused`].
+    /// Asks PID 1 and turns an error answer into [`ApiError::Node`], with
+    /// the status its reason calls for.
     pub async fn ask(&self, req: Request) -> Result<Response, ApiError> {
         match self.init.call(req).await? {
-            Response::Error { message } => Err(ApiError::Refused {
-                message,
-                rolled_back: true,
-            }),
+            Response::Error { reason, message } => Err(ApiError::Node { reason, message }),
             other => Ok(other),
         }
     }
 
     /// Changes the settings: `edit` makes the new tree from the current one;
-    /// it is validated (a changed `roles.web` by `mote-web --check` too),
+    /// it is validated (each role's section by its library),
     /// applied by PID 1 and stored as a new version. When PID 1 refuses, the
     /// previous settings are applied again and nothing is stored.
     pub async fn change(
@@ -99,6 +97,18 @@ impl App {
         edit: impl FnOnce(&NodeSettings) -> Result<NodeSettings, ApiError>,
     ) -> Result<VersionedSettings, ApiError> {
         let _one_at_a_time = self.changing.lock().await;
+        self.change_held(who, what, expected, edit).await
+    }
+
+    /// [`App::change_if`] for a caller that holds [`App::changing`]
+    /// already (a package change: stage, settings, commit).
+    pub async fn change_held(
+        &self,
+        who: &str,
+        what: &str,
+        expected: Option<&[u64]>,
+        edit: impl FnOnce(&NodeSettings) -> Result<NodeSettings, ApiError>,
+    ) -> Result<VersionedSettings, ApiError> {
         let old = lock(&self.store)?.current();
         if let Some(expected) = expected {
             if !expected.contains(&old.version) {
@@ -126,11 +136,14 @@ impl App {
             .await;
         let failure = match applied {
             Ok(Response::Ok) => None,
-            Ok(Response::Error { message }) => Some(message),
-            Ok(_) => Some("an unexpected answer to apply".to_string()),
-            Err(e) => Some(e.to_string()),
+            Ok(Response::Error { reason, message }) => Some((reason, message)),
+            Ok(_) => Some((
+                mote_api::control::ErrorKind::Failed,
+                "an unexpected answer to apply".to_string(),
+            )),
+            Err(e) => Some((mote_api::control::ErrorKind::Failed, e.to_string())),
         };
-        if let Some(message) = failure {
+        if let Some((reason, message)) = failure {
             let back = self
                 .init
                 .call(Request::Apply {
@@ -141,6 +154,7 @@ impl App {
             let rolled_back = matches!(back, Ok(Response::Ok));
             tracing::warn!(%message, rolled_back, "settings change refused");
             return Err(ApiError::Refused {
+                reason,
                 message,
                 rolled_back,
             });

@@ -8,6 +8,7 @@ use mote_api::api::{settings_etag, ErrorBody, Problem};
 use mote_config::Invalid;
 
 use crate::init::InitError;
+use mote_api::control::ErrorKind;
 use mote_api::store::StoreError;
 
 /// A store error with its cause (`write PATH: No space left on device`):
@@ -57,14 +58,29 @@ pub enum ApiError {
     /// The new settings break rules.
     #[error("the settings are invalid ({} problems)", .0.len())]
     Invalid(Vec<Invalid>),
-    /// PID 1 refused the change; the previous settings were re-applied.
+    /// PID 1 refused a settings change; the previous settings were
+    /// re-applied.
     #[error("PID 1 refused: {message}; {}", if *rolled_back { "the previous settings were re-applied" } else { "re-applying the previous settings failed too" })]
     Refused {
+        /// What kind of failure PID 1 says it is.
+        reason: ErrorKind,
         /// PID 1's message.
         message: String,
         /// Did re-applying the old settings succeed?
         rolled_back: bool,
     },
+    /// PID 1 could not do what was asked (not a settings change: nothing
+    /// to roll back).
+    #[error("{message}")]
+    Node {
+        /// What kind of failure.
+        reason: ErrorKind,
+        /// PID 1's message.
+        message: String,
+    },
+    /// A package that does not open, or that the node does not trust.
+    #[error("{0}")]
+    Unprocessable(String),
     /// PID 1 could not be reached.
     #[error("PID 1 is unreachable: {0}")]
     Init(#[from] InitError),
@@ -116,11 +132,25 @@ impl ApiError {
             ApiError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Refused {
-                rolled_back: true, ..
-            } => StatusCode::CONFLICT,
-            ApiError::Refused {
                 rolled_back: false, ..
             } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Refused {
+                reason: ErrorKind::Unavailable,
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused {
+                reason: ErrorKind::Invalid,
+                ..
+            } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Refused { .. } => StatusCode::CONFLICT,
+            ApiError::Node { reason, .. } => match reason {
+                ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::Conflict => StatusCode::CONFLICT,
+                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Init(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::BAD_GATEWAY,
             ApiError::Store(e) => {

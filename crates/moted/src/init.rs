@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use mote_api::control::NodeSettings;
 use mote_api::control::{
     AppliedSettings, PowerAction, Request, Response, ServiceAction, ServiceInfo, SettingsSource,
     SystemInfo,
 };
+use mote_api::control::{ErrorKind, NodeSettings};
 use mote_api::events::{Event, EventQuery, Level};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -190,6 +190,7 @@ impl FakeInit {
     fn answer(&self, req: Request) -> Response {
         let Ok(mut s) = self.state.lock() else {
             return Response::Error {
+                reason: ErrorKind::Failed,
                 message: "fake state poisoned".into(),
             };
         };
@@ -206,6 +207,7 @@ impl FakeInit {
                 ready_ms: Some(500),
                 boot_timeline: vec![("mounts".into(), 5)],
                 packages: vec!["hello".into()],
+                allow_unsigned: false,
                 settings: AppliedSettings {
                     version: s.applied_versions.last().copied().flatten(),
                     source: if s.applied_versions.last().copied().flatten().is_some() {
@@ -222,6 +224,7 @@ impl FakeInit {
             Request::Service { name, action } => {
                 if !s.services.iter().any(|x| x.name == name) {
                     return Response::Error {
+                        reason: ErrorKind::NotFound,
                         message: format!("no such service {name:?}"),
                     };
                 }
@@ -238,6 +241,7 @@ impl FakeInit {
                 Response::Events { events }
             }
             Request::Follow(_) => Response::Error {
+                reason: ErrorKind::Invalid,
                 message: "follow is a stream".into(),
             },
             Request::Emit {
@@ -265,7 +269,10 @@ impl FakeInit {
             }),
             Request::Apply { settings, version } => {
                 if let Some(message) = s.refuse_next_apply.take() {
-                    return Response::Error { message };
+                    return Response::Error {
+                        reason: ErrorKind::Failed,
+                        message,
+                    };
                 }
                 s.applied.push(*settings);
                 s.applied_versions.push(version);
@@ -275,6 +282,20 @@ impl FakeInit {
                 s.power.push(action);
                 Response::Ok
             }
+            // The fake holds no packages; the package routes refuse what
+            // they are sent before asking to stage one (an archive that
+            // does not open), and e2e_packages installs them on a node.
+            Request::Packages => Response::Packages {
+                packages: Vec::new(),
+                allow_unsigned: false,
+            },
+            Request::StagePackage { .. }
+            | Request::CommitPackage { .. }
+            | Request::AbortPackage { .. }
+            | Request::RemovePackage { .. } => Response::Error {
+                reason: ErrorKind::Failed,
+                message: "the fake PID 1 installs no packages".into(),
+            },
         }
     }
 }

@@ -22,6 +22,7 @@ mod firewall;
 mod login;
 mod network;
 pub mod openapi;
+mod packages;
 mod performance;
 mod power;
 mod processes;
@@ -78,6 +79,10 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("POST", "/v1/exec", post(exec::exec)),
         ("POST", "/v1/power/{action}", post(power::power)),
         ("GET", "/v1/audit", get(audit::list)),
+        ("GET", "/v1/packages", get(packages::list)),
+        ("POST", "/v1/packages", post(packages::install)),
+        ("PUT", "/v1/packages/{name}", put(packages::upgrade)),
+        ("DELETE", "/v1/packages/{name}", delete(packages::remove)),
     ]
 }
 

@@ -12,8 +12,9 @@ use axum::response::IntoResponse;
 use mote_api::api::{
     Audit, AuditQuery, DirListing, Done, ErrorBody, Events, EventsQuery, ExecLine, ExecRequest,
     FilesQuery, Firewall, FirewallRule, Interface, KillRequest, LoginRequest, LoginResponse,
-    NetworkView, Performance, PowerAction, Processes, RevertRequest, ServiceAction, Services,
-    Sessions, SettingsHistory, SettingsStatus, SettingsValue, SystemInfo, VersionedSettings,
+    NetworkView, PackageChange, Packages, Performance, PowerAction, Processes, RevertRequest,
+    ServiceAction, Services, Sessions, SettingsHistory, SettingsStatus, SettingsValue, SystemInfo,
+    VersionedSettings,
 };
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::transform::{transform_subschemas, Transform};
@@ -121,6 +122,14 @@ impl Op {
             vec![("ETag", "The settings version now current, quoted")],
         ));
         self.etag()
+    }
+    /// A package upload: its signature travels in a header.
+    fn signature(mut self) -> Self {
+        self.headers.push((
+            "mote-signature",
+            "The package's minisign signature (the .minisig file) in base64; without it the package counts as unsigned, which only a node built with allow_unsigned takes",
+        ));
+        self
     }
     /// A settings write whose new settings are validated (422).
     fn validated(mut self) -> Self {
@@ -413,6 +422,36 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
         )
         .query(s.inline::<AuditQuery>())
         .answer(JSON, s.of::<Audit>()),
+        ("GET", "/v1/packages") => Op::new(
+            "listPackages",
+            "The installed packages: the image's and those installed online, and whether the node lets unsigned ones in",
+            "The packages",
+        )
+        .answer(JSON, s.of::<Packages>()),
+        ("POST", "/v1/packages") => Op::new(
+            "installPackage",
+            "Install a package (the .mpkg file as the body, 64 MiB at most; its .minisig in base64 in the mote-signature header): verified against the node's trusted keys, unpacked, its settings section added with its defaults, its ports opened and its services started, as one settings change. Refused with 422 when it does not open or verify (unsigned, tampered, untrusted), 409 when it is installed already or its dependencies are not; a failed start re-applies the previous settings and removes it (409). Nothing stays of a refused package.",
+            "Installed and running",
+        )
+        .body(BYTES, binary())
+        .signature()
+        .answer(JSON, s.of::<PackageChange>()),
+        ("PUT", "/v1/packages/{name}") => Op::new(
+            "upgradePackage",
+            "Upgrade a package installed online (the .mpkg as the body, its signature as for an install): its files are replaced and its services restarted, its settings kept; a failure puts the previous version back",
+            "Upgraded",
+        )
+        .param("name", json!({"type": "string", "minLength": 1, "example": "hello"}))
+        .body(BYTES, binary())
+        .signature()
+        .answer(JSON, s.of::<PackageChange>()),
+        ("DELETE", "/v1/packages/{name}") => Op::new(
+            "removePackage",
+            "Remove a package: out of the settings (its services stop, its ports close, its section goes), then its files; an image's package is only deactivated. 409 while another active package depends on it",
+            "Removed",
+        )
+        .param("name", json!({"type": "string", "minLength": 1, "example": "hello"}))
+        .answer(JSON, s.of::<PackageChange>()),
         _ => return None,
     })
     .map(|op| match path {
