@@ -50,7 +50,8 @@ enum Command {
     Node(cmd::node::Args),
     /// An interactive session with one node: the remote verbs, with history.
     Session(cmd::session::Args),
-    /// Build, sign and verify packages (.mpkg) of roles and apps.
+    /// Build, sign and verify packages (.mpkg) of roles and apps; with -n
+    /// NODE, list, install, upgrade and remove them on a node.
     Package(cmd::package::Args),
     /// Make the keys that sign packages.
     Key(cmd::key::Args),
@@ -113,7 +114,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Passwd(args) => cmd::passwd::run(args),
         Command::Node(args) => cmd::node::run(args),
         Command::Session(args) => cmd::session::run(args),
-        Command::Package(args) => cmd::package::run(args),
+        Command::Package(args) => return cmd::package::run(args, cli.node.as_deref()),
         Command::Key(args) => cmd::key::run(args),
         Command::Remote(verb) => return cmd::remote::run(cli.node.as_deref(), verb),
     };

@@ -1,4 +1,6 @@
-//! `mote package build|sign|verify`: package archives on this host.
+//! `mote package build|sign|verify`: package archives on this host;
+//! `mote -n NODE package list|install|upgrade|remove`: packages on a node
+//! (`cmd::remote::package`).
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +25,12 @@ Step by step (docs/packages.md has the format):
   mote key generate -o ~/.config/mote/keys/me.key       once: me.key (0600) and me.key.pub
   mote package build examples/hello -o hello.mpkg       package.toml and its files → archive
   mote package sign hello.mpkg --key ~/.config/mote/keys/me.key        → hello.mpkg.minisig
-  mote package verify hello.mpkg --key ~/.config/mote/keys/me.key.pub  what an installer checks";
+  mote package verify hello.mpkg --key ~/.config/mote/keys/me.key.pub  what an installer checks
+On a node (its image lists me.key.pub in [packages] trusted_keys):
+  mote -n NODE package install hello.mpkg               verified on the node, started, kept across reboots
+  mote -n NODE package list
+  mote -n NODE package upgrade hello.mpkg               a newer build of it
+  mote -n NODE package remove hello";
 
 #[derive(clap::Subcommand)]
 enum Verb {
@@ -73,10 +80,88 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// On a node (-n NODE): the installed packages, where each came from
+    /// and who signed it.
+    List {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// On a node (-n NODE): install FILE. The node verifies it against the
+    /// keys its image trusts, unpacks it to its state disk, adds its
+    /// settings section, opens its ports and starts its services; any
+    /// failure leaves the node as it was.
+    Install {
+        /// The package archive.
+        file: PathBuf,
+        /// The signature file [default: FILE.minisig]
+        #[arg(long, value_name = "PATH")]
+        signature: Option<PathBuf>,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// On a node (-n NODE): replace an installed package's files with
+    /// FILE's and restart its services, keeping its settings.
+    Upgrade {
+        /// The package archive.
+        file: PathBuf,
+        /// The signature file [default: FILE.minisig]
+        #[arg(long, value_name = "PATH")]
+        signature: Option<PathBuf>,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// On a node (-n NODE): stop a package's services, close its ports,
+    /// drop its settings section and delete its files.
+    Remove {
+        /// The package name.
+        name: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Runs `mote package …`; the verbs on a node need `node` (`-n NODE`).
+pub fn run(args: Args, node: Option<&str>) -> anyhow::Result<i32> {
+    use crate::cmd::remote::{self, package::Remote};
+    let on_node = |r: Remote| remote::run(node, remote::Verb::Package(r));
     match args.verb {
+        Verb::List { json } => return on_node(Remote::List { json }),
+        Verb::Install {
+            file,
+            signature,
+            json,
+        } => {
+            return on_node(Remote::Upload {
+                file,
+                signature,
+                upgrade: false,
+                json,
+            })
+        }
+        Verb::Upgrade {
+            file,
+            signature,
+            json,
+        } => {
+            return on_node(Remote::Upload {
+                file,
+                signature,
+                upgrade: true,
+                json,
+            })
+        }
+        Verb::Remove { name, json } => return on_node(Remote::Remove { name, json }),
+        _ => {}
+    }
+    local(args.verb).map(|()| 0)
+}
+
+fn local(verb: Verb) -> anyhow::Result<()> {
+    match verb {
         Verb::Build {
             dir,
             out,
@@ -90,6 +175,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             signature,
             json,
         } => verify(&file, &key, signature, json),
+        Verb::List { .. } | Verb::Install { .. } | Verb::Upgrade { .. } | Verb::Remove { .. } => {
+            unreachable!("run() sends the node verbs to the node")
+        }
     }
 }
 

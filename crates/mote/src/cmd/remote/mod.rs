@@ -8,6 +8,7 @@ pub mod exec;
 pub mod files;
 pub mod firewall;
 pub mod net;
+pub mod package;
 pub mod perf;
 pub mod power;
 pub mod ps;
@@ -55,6 +56,9 @@ pub enum Verb {
     /// The web role's sites and bindings (`roles.web`): list, add, remove,
     /// start, stop.
     Web(web::Args),
+    /// `mote -n NAME package …`, parsed with `mote package`.
+    #[command(skip)]
+    Package(package::Remote),
 }
 
 /// `mote -n NAME login`
@@ -131,6 +135,7 @@ async fn dispatch(s: &Session, verb: &Verb) -> anyhow::Result<i32> {
         Verb::Settings(a) => settings::run(s, a).await.map(|()| 0),
         Verb::Audit(a) => audit::run(s, a).await.map(|()| 0),
         Verb::Web(a) => web::run(s, a).await.map(|()| 0),
+        Verb::Package(r) => package::run(s, r).await.map(|()| 0),
     }
 }
 

@@ -38,6 +38,14 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
             ],
             vec!["boot".into(), timeline.join(", ")],
             vec!["packages".into(), i.packages.join(" ")],
+            vec![
+                "unsigned packages".into(),
+                if i.allow_unsigned {
+                    "ALLOWED (allow_unsigned: development only)".into()
+                } else {
+                    "refused".into()
+                },
+            ],
             vec!["settings".into(), i.settings.to_string()],
         ],
     );
