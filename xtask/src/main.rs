@@ -5,10 +5,12 @@
 //! - `cargo xtask fuzz [SECONDS]` — the property tests and the API fuzz run, longer;
 //! - `cargo xtask bench boot` — build time, sizes, boot split against the floor;
 //! - `cargo xtask bench management` — moted latency on loopback;
-//! - `cargo xtask bench web` — mote-web against nginx.
+//! - `cargo xtask bench web` — mote-web against nginx;
+//! - `cargo xtask bench packages` — package build and sign, online install.
 
 mod bench;
 mod bench_management;
+mod bench_packages;
 mod bench_web;
 mod fuzz;
 mod prereqs;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 const USAGE: &str =
-    "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | fuzz [SECONDS] | bench boot|management|web>
+    "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | fuzz [SECONDS] | bench boot|management|web|packages>
 
   demo              build everything, boot examples/hello.toml, show it serving
   test              install test prerequisites if missing (Debian, as root), check
@@ -30,7 +32,8 @@ const USAGE: &str =
                     all (default 600) instead of the suite's few seconds
   bench boot        build time, image sizes and the boot split against a trivial init
   bench management  moted request latency (read, write) and 50 concurrent sessions
-  bench web         mote-web against nginx with wrk: req/s, p99, ratios, RSS";
+  bench web         mote-web against nginx with wrk: req/s, p99, ratios, RSS
+  bench packages    package build and sign, online install to serving on a TCG node";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +42,9 @@ fn main() {
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") if bench_management::asked(&args) => bench_management::run(&args[2..]),
+        Some("bench") if args.get(1).is_some_and(|a| a == "packages") => {
+            bench_packages::run(&args[2..])
+        }
         Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
