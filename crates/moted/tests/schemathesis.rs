@@ -184,11 +184,10 @@ async fn schemathesis_finds_no_server_error_and_refused_writes_change_nothing() 
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--workers", "1", "--seed", "1", "--no-shrink"])
         .args(["--request-timeout", "10"])
-        // A request refused before its body is read (a wrong Content-Type)
-        // leaves hyper unable to reuse the connection, and it closes it
-        // without `Connection: close`; the next request on it meets EOF.
-        // The If-Match case this run found (2 in 3,389 reverts) now reads
-        // the body first; one retry on a fresh connection covers the rest.
+        // A request refused before its body is read ends its connection;
+        // the answer says `Connection: close` (src/server.rs), so the
+        // client does not reuse it. One retry on a fresh connection stays
+        // for a client that reuses it all the same.
         .args(["--request-retries", "1"])
         .args(["--report", "har", "--report-har-path"])
         .arg(&har)
