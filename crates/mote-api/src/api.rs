@@ -516,7 +516,8 @@ pub struct FileEntry {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FilesQuery {
-    /// Absolute path on the node.
+    /// Absolute path on the node (no NUL).
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^/[^\x00]*$")))]
     pub path: String,
 }
 

@@ -72,6 +72,7 @@ mod parse;
 pub mod password;
 pub mod paths;
 mod role;
+mod schema;
 mod settings;
 mod validate;
 

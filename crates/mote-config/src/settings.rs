@@ -86,6 +86,10 @@ pub struct Network {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(transform = crate::schema::gateway_needs_static)
+)]
 pub struct Interface {
     /// `"dhcp"`, `"off"` or a static `address/prefix`.
     #[serde(default)]
@@ -101,19 +105,16 @@ pub struct Interface {
     pub gateway6: Option<Ipv6Addr>,
     /// Resolvers written to `/etc/resolv.conf` (DHCP adds its own).
     #[serde(default, deserialize_with = "crate::parse::list")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::ip_addrs"))]
     pub dns: Vec<IpAddr>,
-    /// Link MTU; the driver's default when absent.
+    /// Link MTU, 68 to 65535; the driver's default when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 68, max = 65535)))]
     pub mtu: Option<u32>,
 }
 
-/// How an interface gets its IPv4 address.
+/// How an interface gets its IPv4 address (its JSON Schema: `crate::schema`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[cfg_attr(
-    feature = "schema",
-    schemars(with = "String", extend("examples" = ["dhcp", "off", "10.0.0.5/24"]))
-)]
 pub enum Ipv4Mode {
     /// A DHCPv4 lease, renewed at T1.
     #[default]
@@ -124,13 +125,8 @@ pub enum Ipv4Mode {
     Static(Ipv4Net),
 }
 
-/// How an interface gets its IPv6 address.
+/// How an interface gets its IPv6 address (its JSON Schema: `crate::schema`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[cfg_attr(
-    feature = "schema",
-    schemars(with = "String", extend("examples" = ["slaac", "off", "fd00::5/64"]))
-)]
 pub enum Ipv6Mode {
     /// Stateless autoconfiguration from router advertisements.
     #[default]
@@ -181,23 +177,29 @@ pub enum Policy {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FirewallRule {
     /// Unique name, used to enable, disable or remove the rule: 1–64
-    /// printable characters.
+    /// characters, no control characters, not only white space.
     #[cfg_attr(
         feature = "schema",
         schemars(
             length(min = 1, max = 64),
-            regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")
+            regex(
+                pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+            )
         )
     )]
     pub name: String,
-    /// Destination port.
+    /// Destination port, 1 to 65535.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub port: u16,
     /// `tcp` (default) or `udp`.
     #[serde(default)]
     pub protocol: Protocol,
     /// Source network allowed; any when absent.
     #[serde(default, deserialize_with = "crate::parse::optional")]
-    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::optional_ip_net")
+    )]
     pub source: Option<ipnet::IpNet>,
     /// `allow` (default) or `deny`.
     #[serde(default = "allow")]

@@ -1,10 +1,21 @@
 //! The accept loop and what bounds it: connection caps per source and in
 //! total, the TLS handshake and header timeouts, the head buffer, and the
 //! count of requests being answered (for a graceful end on SIGTERM).
+//!
+//! An answer given before the request's body was read to its end (a 401
+//! before the body, a 413 on `Content-Length`, a refused query) carries
+//! `Connection: close`, and the connection ends after it: the unread rest
+//! of the body would otherwise be taken for the next request, and hyper,
+//! which gives up such a connection, does not say so itself.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use axum::http::{header, HeaderValue};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -71,6 +82,50 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A request body that notes when it has been read to its end.
+struct Tracked {
+    inner: Incoming,
+    ended: Arc<AtomicBool>,
+}
+
+impl Tracked {
+    /// `body`, and the flag that is set once it has been read to its end
+    /// (at once for a request without a body).
+    fn new(body: Incoming) -> (Self, Arc<AtomicBool>) {
+        let ended = Arc::new(AtomicBool::new(body.is_end_stream()));
+        let tracked = Self {
+            inner: body,
+            ended: ended.clone(),
+        };
+        (tracked, ended)
+    }
+}
+
+impl Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.ended.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -176,18 +231,27 @@ pub(crate) async fn serve(
             else {
                 return;
             };
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(api::Peer(peer));
-                    let counted = InFlight::enter(&in_flight);
-                    let answer = router.clone().call(req);
-                    async move {
-                        let r = answer.await;
-                        drop(counted);
-                        r
+            let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let (parts, body) = req.into_parts();
+                let (body, ended) = Tracked::new(body);
+                let mut req = hyper::Request::from_parts(parts, axum::body::Body::new(body));
+                req.extensions_mut().insert(api::Peer(peer));
+                let counted = InFlight::enter(&in_flight);
+                let answer = router.clone().call(req);
+                async move {
+                    let mut r = answer.await;
+                    drop(counted);
+                    // Answered before the body was read: say that the
+                    // connection ends (the header makes hyper end it).
+                    if let Ok(resp) = &mut r {
+                        if !ended.load(Ordering::Relaxed) {
+                            resp.headers_mut()
+                                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
                     }
-                },
-            );
+                    r
+                }
+            });
             let mut builder =
                 hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
             builder

@@ -945,3 +945,47 @@ async fn sigterm_lets_the_answer_being_made_go_out() {
     // It no longer takes connections.
     assert!(login_to(to, ME, "secret").await.is_err());
 }
+
+/// Issue 17: an answer given before the body was read (401 without a
+/// token, 413 on `Content-Length`) says `Connection: close` and the
+/// connection ends; one given after the body was read, or to a request
+/// without a body, leaves the connection open and says nothing.
+#[tokio::test]
+async fn an_answer_before_the_body_says_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = node().await;
+    let t = token(&n, ME, "secret").await;
+    let early = [
+        "POST /v1/settings/revert HTTP/1.1\r\nhost: node\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"vers".to_string(),
+        format!(
+            "POST /v1/settings/revert HTTP/1.1\r\nhost: node\r\nauthorization: Bearer {t}\r\ncontent-type: application/json\r\ncontent-length: 99999999\r\n\r\n{{\"vers"
+        ),
+    ];
+    for request in early {
+        let mut s = tls(n.addr(), ME).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(read.is_ok(), "the connection stays open after {text}");
+        assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    }
+    let kept = [
+        "GET /v1/system HTTP/1.1\r\nhost: node\r\n\r\n".to_string(),
+        format!(
+            "POST /v1/settings/revert HTTP/1.1\r\nhost: node\r\nauthorization: Bearer {t}\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n{{\"v\"}}"
+        ),
+    ];
+    for request in kept {
+        let mut s = tls(n.addr(), ME).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let got = s.read(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf[..got]).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 4"), "{text}");
+        assert!(!text.contains("connection: close"), "{text}");
+        assert!(!closed_within(&mut s, Duration::from_millis(300)).await);
+    }
+}

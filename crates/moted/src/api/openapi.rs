@@ -52,9 +52,9 @@ struct Op {
     ok: &'static str,
     /// The 200 answer's content types and schemas.
     content: Vec<(&'static str, Value)>,
-    /// Request headers the route reads: name, description (strings, all
+    /// Request headers the route reads: name, description, schema (all
     /// optional).
-    headers: Vec<(&'static str, &'static str)>,
+    headers: Vec<(&'static str, &'static str, Value)>,
     /// Headers of the 200 answer: name, description.
     ok_headers: Vec<(&'static str, &'static str)>,
     /// Error answers worth naming beside `4XX`/`5XX`: status, description,
@@ -114,7 +114,8 @@ impl Op {
     fn if_match(mut self) -> Self {
         self.headers.push((
             "If-Match",
-            "The settings version this change was made from, as `ETag` gave it (`\"7\"`; a bare `7` is taken too; `*` or no header: whatever version is current). When the settings are at another version the change is refused with 412 and nothing changes.",
+            "The settings version this change was made from, as `ETag` gave it (`\"7\"`; a bare `7` is taken too; `*` or no header: whatever version is current; several, comma-separated: any of them). When the settings are at another version the change is refused with 412 and nothing changes.",
+            if_match_schema(),
         ));
         self.refusals.push((
             "412",
@@ -180,6 +181,39 @@ impl Transform for TupleItems {
     }
 }
 
+/// An integer's bounds are its Rust type's: schemars gives `uint64`,
+/// `uint32` and the like a `minimum` of 0 and no `maximum`, and the server
+/// refuses a larger number with 400 (`?limit=` past `usize`).
+#[derive(Clone)]
+struct IntegerBounds;
+
+impl Transform for IntegerBounds {
+    fn transform(&mut self, schema: &mut Schema) {
+        let bounds: Option<(Value, Value)> = match schema.get("format").and_then(Value::as_str) {
+            Some("uint8") => Some((json!(0), json!(u8::MAX))),
+            Some("uint16") => Some((json!(0), json!(u16::MAX))),
+            Some("uint32") => Some((json!(0), json!(u32::MAX))),
+            Some("uint64") => Some((json!(0), json!(u64::MAX))),
+            Some("uint") => Some((json!(0), json!(usize::MAX))),
+            Some("int8") => Some((json!(i8::MIN), json!(i8::MAX))),
+            Some("int16") => Some((json!(i16::MIN), json!(i16::MAX))),
+            Some("int32") => Some((json!(i32::MIN), json!(i32::MAX))),
+            Some("int64") => Some((json!(i64::MIN), json!(i64::MAX))),
+            Some("int") => Some((json!(isize::MIN), json!(isize::MAX))),
+            _ => None,
+        };
+        if let Some((min, max)) = bounds {
+            if schema.get("minimum").is_none() {
+                schema.insert("minimum".into(), min);
+            }
+            if schema.get("maximum").is_none() {
+                schema.insert("maximum".into(), max);
+            }
+        }
+        transform_subschemas(self, schema);
+    }
+}
+
 /// A query parameter is absent or a value, never null: drops the null
 /// alternative schemars gives an `Option`.
 fn not_null(mut schema: Value) -> Value {
@@ -201,6 +235,19 @@ fn not_null(mut schema: Value) -> Value {
         }
     }
     schema
+}
+
+/// What `If-Match` may be, as `settings::if_match` reads it: `*`, or
+/// versions (`"7"` or `7`; below 10^19 here, any `u64` there),
+/// comma-separated.
+fn if_match_schema() -> Value {
+    let tag = r#"(\*|"0*[0-9]{1,19}"|0*[0-9]{1,19})"#;
+    let comma = r"[ \t]*,[ \t]*";
+    json!({
+        "type": "string",
+        "pattern": format!("^{tag}({comma}{tag})*$"),
+        "example": "\"7\"",
+    })
 }
 
 fn binary() -> Value {
@@ -475,6 +522,7 @@ pub fn generate() -> Value {
     let mut s = Schemas(
         SchemaSettings::openapi3()
             .with_transform(TupleItems)
+            .with_transform(IntegerBounds)
             .into_generator(),
     );
     let error = s.of::<ErrorBody>();
@@ -568,13 +616,13 @@ fn operation(method: &str, path: &str, op: Op, public: bool) -> Value {
             }
         }
     }
-    for (name, description) in &op.headers {
+    for (name, description, schema) in &op.headers {
         params.push(json!({
             "name": name,
             "in": "header",
             "required": false,
             "description": description,
-            "schema": text(),
+            "schema": schema,
         }));
     }
     if !params.is_empty() {
