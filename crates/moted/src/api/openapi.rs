@@ -129,6 +129,7 @@ impl Op {
         self.headers.push((
             "mote-signature",
             "The package's minisign signature (the .minisig file) in base64; without it the package counts as unsigned, which only a node built with allow_unsigned takes",
+            json!({"type": "string", "pattern": "^[A-Za-z0-9+/]+={0,2}$"}),
         ));
         self
     }
