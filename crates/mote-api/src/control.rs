@@ -210,6 +210,9 @@ pub struct PackageInfo {
     pub trust: Option<PackageTrust>,
     /// What it needs: `NAME REQUIREMENT` each.
     pub dependencies: Vec<String>,
+    /// Where its Prometheus metrics answer on the node's loopback
+    /// (`http://127.0.0.1:9180/metrics`), from its `[metrics]`.
+    pub metrics: Option<String>,
 }
 
 /// Why a package installed online is trusted.

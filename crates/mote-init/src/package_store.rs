@@ -546,6 +546,10 @@ pub fn info(
             .iter()
             .map(|(name, req)| format!("{name} {req}"))
             .collect(),
+        metrics: m
+            .metrics
+            .as_ref()
+            .map(|x| format!("http://127.0.0.1:{}{}", x.port, x.path)),
     }
 }
 

@@ -41,9 +41,6 @@ pub struct App {
     pub cpu: Mutex<Option<(Instant, crate::core::perf::CpuTimes)>>,
     /// Token lifetime.
     pub token_ttl: Duration,
-    /// Where `mote-web --metrics` answers, read when the settings name the
-    /// `web` package.
-    pub web_metrics: Mutex<SocketAddr>,
 }
 
 /// The caller of a request, as the auth layer found it.

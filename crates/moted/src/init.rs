@@ -136,6 +136,8 @@ pub struct FakeState {
     pub service_actions: Vec<(String, ServiceAction)>,
     /// Power actions asked for.
     pub power: Vec<PowerAction>,
+    /// Installed packages reported.
+    pub packages: Vec<mote_api::control::PackageInfo>,
 }
 
 /// An in-memory PID 1 for tests.
@@ -282,11 +284,12 @@ impl FakeInit {
                 s.power.push(action);
                 Response::Ok
             }
-            // The fake holds no packages; the package routes refuse what
-            // they are sent before asking to stage one (an archive that
-            // does not open), and e2e_packages installs them on a node.
+            // The fake installs no packages (it reports those a test puts
+            // in `packages`); the package routes refuse what they are sent
+            // before asking to stage one (an archive that does not open),
+            // and e2e_packages installs them on a node.
             Request::Packages => Response::Packages {
-                packages: Vec::new(),
+                packages: s.packages.clone(),
                 allow_unsigned: false,
             },
             Request::StagePackage { .. }

@@ -196,7 +196,6 @@ pub async fn start_with(
         state_dir: config.state_dir.clone(),
         cpu: Mutex::new(None),
         token_ttl: config.token_ttl,
-        web_metrics: Mutex::new(core::web::DEFAULT_ADDR),
     });
     let listener = TcpListener::bind(config.listen)
         .await

@@ -33,9 +33,6 @@ struct Args {
     /// Settings versions the history keeps (older ones are deleted).
     #[arg(long, default_value_t = mote_api::store::HISTORY_DEPTH)]
     history_depth: usize,
-    /// Where `mote-web --metrics` answers (read when the web package is on).
-    #[arg(long, default_value_t = moted::core::web::DEFAULT_ADDR)]
-    web_metrics: SocketAddr,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,9 +72,6 @@ fn main() -> anyhow::Result<()> {
         )
         .await
         .context("moted cannot start")?;
-        if let Ok(mut a) = running.app.web_metrics.lock() {
-            *a = args.web_metrics;
-        }
         println!("moted listening on {}", running.addr);
         println!("fingerprint {}", running.fingerprint);
         // PID 1 stops moted with SIGTERM (a reboot, a power-off, a restart):

@@ -764,13 +764,31 @@ async fn fake_web_metrics(text: &'static str) -> std::net::SocketAddr {
 
 const WEB_SAMPLE: &str = include_str!("web_metrics_sample.txt");
 
+/// The fake PID 1 reports one active package `web` whose metrics answer
+/// at `addr`.
+fn web_package_at(n: &Node, addr: std::net::SocketAddr) {
+    n.fake.state.lock().unwrap().packages = vec![mote_api::control::PackageInfo {
+        name: "web".into(),
+        version: "0.1.0".into(),
+        description: "web".into(),
+        in_image: true,
+        active: true,
+        services: vec!["web".into()],
+        ports: Vec::new(),
+        settings: Some("web".into()),
+        trust: None,
+        dependencies: Vec::new(),
+        metrics: Some(format!("http://{addr}/metrics")),
+    }];
+}
+
 #[tokio::test]
 async fn web_figures_in_performance_and_metrics() {
     let n = node_from(Duration::from_secs(3600), |s| {
         s.packages = vec!["web".into()]
     })
     .await;
-    *n.running.app.web_metrics.lock().unwrap() = fake_web_metrics(WEB_SAMPLE).await;
+    web_package_at(&n, fake_web_metrics(WEB_SAMPLE).await);
     let c = client(&n).await;
     let p = c.performance().await.unwrap();
     let web = p.web.expect("web figures");
@@ -804,19 +822,20 @@ async fn web_unreachable_or_absent_is_no_web_and_no_error() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = dead.local_addr().unwrap();
     drop(dead);
-    *n.running.app.web_metrics.lock().unwrap() = addr;
+    web_package_at(&n, addr);
     let c = client(&n).await;
     assert_eq!(c.performance().await.unwrap().web, None);
     assert!(!c.metrics().await.unwrap().contains("mote_web_"));
     // A server that never answers: the short timeout, still no error.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    *n.running.app.web_metrics.lock().unwrap() = silent.local_addr().unwrap();
+    web_package_at(&n, silent.local_addr().unwrap());
     let t = std::time::Instant::now();
     assert_eq!(c.performance().await.unwrap().web, None);
     assert!(t.elapsed() < Duration::from_secs(2));
-    // Without the web package nothing is asked, even when it would answer.
+    // An inactive package is not asked, even when it would answer.
     let n = node().await;
-    *n.running.app.web_metrics.lock().unwrap() = fake_web_metrics(WEB_SAMPLE).await;
+    web_package_at(&n, fake_web_metrics(WEB_SAMPLE).await);
+    n.fake.state.lock().unwrap().packages[0].active = false;
     let c = client(&n).await;
     assert_eq!(c.performance().await.unwrap().web, None);
     assert!(!c.metrics().await.unwrap().contains("mote_web_"));

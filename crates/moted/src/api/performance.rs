@@ -16,20 +16,31 @@ use crate::app::lock;
 use crate::core::perf;
 use crate::error::ApiError;
 
-/// mote-web's metrics text, when the settings name the `web` package and it
-/// answers in time.
-async fn web_text(app: &AppState) -> Result<Option<String>, ApiError> {
-    let on = lock(&app.store)?
-        .current()
-        .settings
-        .packages
-        .iter()
-        .any(|p| p == "web");
-    if !on {
-        return Ok(None);
+/// The metrics text of every active package that declares an endpoint
+/// and answers in time, concatenated (asked side by side).
+async fn packages_text(app: &AppState) -> Result<Option<String>, ApiError> {
+    let endpoints: Vec<String> = match app.ask(Request::Packages).await? {
+        Response::Packages { packages, .. } => packages
+            .into_iter()
+            .filter(|p| p.active)
+            .filter_map(|p| p.metrics)
+            .collect(),
+        _ => return Err(ApiError::Unexpected("packages")),
+    };
+    let texts = futures_util::future::join_all(
+        endpoints
+            .iter()
+            .map(|url| crate::core::role_metrics::fetch(url)),
+    )
+    .await;
+    let mut all = String::new();
+    for text in texts.into_iter().flatten() {
+        all.push_str(&text);
+        if !all.ends_with('\n') {
+            all.push('\n');
+        }
     }
-    let addr = *lock(&app.web_metrics)?;
-    Ok(crate::core::web::fetch(addr).await)
+    Ok((!all.is_empty()).then_some(all))
 }
 
 async fn measure(app: &AppState) -> Result<(Performance, Option<String>), ApiError> {
@@ -53,8 +64,11 @@ async fn measure(app: &AppState) -> Result<(Performance, Option<String>), ApiErr
     for p in [Path::new("/"), app.state_dir.as_path()] {
         disks.extend(perf::disk(p));
     }
-    let web_text = web_text(app).await?;
-    let web = web_text.as_deref().map(crate::core::web::sites);
+    let web_text = packages_text(app).await?;
+    let web = web_text
+        .as_deref()
+        .map(crate::core::web::sites)
+        .filter(|sites| !sites.is_empty());
     let p = Performance {
         time_ms: crate::now_ms(),
         cpu: Cpu {
@@ -142,7 +156,7 @@ pub async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, A
     let (p, web) = measure(&app).await?;
     let mut text = prometheus(&p);
     if let Some(web) = web {
-        // mote-web's own figures, unchanged.
+        // The packages' own figures, unchanged.
         text.push_str(&web);
         if !text.ends_with('\n') {
             text.push('\n');

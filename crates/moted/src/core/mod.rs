@@ -1,7 +1,8 @@
 //! What the resources rest on: JSON tree edits, `/proc` and cgroup readers,
-//! the web package's metrics and its check of `roles.web`.
+//! the packages' metrics and the per site figures in them.
 
 pub mod json;
 pub mod perf;
 pub mod procs;
+pub mod role_metrics;
 pub mod web;

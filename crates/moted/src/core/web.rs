@@ -1,102 +1,11 @@
-//! The web package's figures: fetches `mote-web --metrics` (Prometheus text
-//! on a loopback port) and turns it into per site [`WebSitePerf`].
+//! Per site figures ([`WebSitePerf`]) from the `mote_web_*` families of
+//! the packages' metrics text ([`crate::core::role_metrics`] fetches it).
+//! The parser reads only the exposition lines it needs (name, labels,
+//! value); comments and unknown families are skipped.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use mote_api::api::WebSitePerf;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Where mote-web serves its metrics unless told otherwise.
-pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
-    std::net::Ipv4Addr::LOCALHOST,
-    9180,
-));
-
-/// The whole exchange (connect, ask, read) must end within this.
-pub const TIMEOUT: Duration = Duration::from_millis(300);
-
-/// Larger answers are refused.
-const MAX_BYTES: usize = 4 << 20;
-
-/// `GET /metrics` from `addr`: the body, or None when nothing answered in
-/// time or the answer was not a 200.
-pub async fn fetch(addr: SocketAddr) -> Option<String> {
-    tokio::time::timeout(TIMEOUT, fetch_inner(addr))
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn fetch_inner(addr: SocketAddr) -> Option<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!(
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_BYTES {
-            return None;
-        }
-    }
-    http_body(&buf)
-}
-
-/// The body of an HTTP/1.1 200 response (content-length, chunked or
-/// read-to-close).
-fn http_body(raw: &[u8]) -> Option<String> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut body = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?;
-    if status.split_whitespace().nth(1) != Some("200") {
-        return None;
-    }
-    let mut chunked = false;
-    for l in lines {
-        let Some((k, v)) = l.split_once(':') else {
-            continue;
-        };
-        let (k, v) = (k.trim(), v.trim());
-        if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        } else if k.eq_ignore_ascii_case("content-length") {
-            let n: usize = v.parse().ok()?;
-            body = body.get(..n)?;
-        }
-    }
-    let bytes = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_vec()
-    };
-    String::from_utf8(bytes).ok()
-}
-
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&b[..eol]).ok()?;
-        let size = size.split(';').next()?.trim();
-        let n = usize::from_str_radix(size, 16).ok()?;
-        b = &b[eol + 2..];
-        if n == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..n)?);
-        b = b.get(n + 2..)?;
-    }
-}
 
 /// One sample line: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]
@@ -305,14 +214,5 @@ mod tests {
         let p50 = s.latency_p50_ms.unwrap();
         let p99 = s.latency_p99_ms.unwrap();
         assert!(p50 > 0.0 && p50 <= p99 && p99 <= 5000.0, "{p50} {p99}");
-    }
-
-    #[test]
-    fn http_bodies() {
-        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello!!";
-        assert_eq!(http_body(r).as_deref(), Some("hello"));
-        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(http_body(r).as_deref(), Some("abcde"));
-        assert!(http_body(b"HTTP/1.1 404 Not Found\r\n\r\nx").is_none());
     }
 }
