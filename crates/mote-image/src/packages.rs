@@ -51,6 +51,14 @@ pub enum Origin {
         /// The signer's key id.
         key_id: String,
     },
+    /// A package of a repository whose signed index lists it with this
+    /// file's digest.
+    Repository {
+        /// The repository, as `[packages] repositories` names it.
+        repository: String,
+        /// The file in it.
+        file: String,
+    },
     /// A package file let in by `allow_unsigned`.
     Unsigned {
         /// The file.
@@ -103,6 +111,8 @@ pub(crate) fn find(
                 &trusted,
                 packages.allow_unsigned,
             )?
+        } else if mote_roles::builtin(entry).is_none() && !packages.repositories.is_empty() {
+            from_repositories(entry, &packages.repositories, manifest_dir, &trusted)?
         } else {
             builtin(entry, builtins)?
         });
@@ -238,6 +248,73 @@ fn from_file(
         problem: e.to_string(),
     })?;
     Ok(Found { package, origin })
+}
+
+/// The highest version of `name` in the first repository (in the order
+/// `[packages] repositories` gives) whose index, signed by a trusted key,
+/// lists it.
+fn from_repositories(
+    name: &str,
+    repositories: &[String],
+    manifest_dir: &Path,
+    trusted: &[PublicKey],
+) -> Result<Found, ImageBuildError> {
+    use mote_package::repository::Index;
+    let problem = |problem: String| ImageBuildError::Package {
+        entry: name.into(),
+        problem,
+    };
+    let mut looked = Vec::new();
+    for repo in repositories {
+        if repo.starts_with("http://") || repo.starts_with("https://") {
+            return Err(problem(format!(
+                "repository {repo}: HTTP(S) repositories are not supported yet; copy the \
+                 repository (index.json, its .minisig and the packages) to a directory and name \
+                 that"
+            )));
+        }
+        let dir = manifest_dir.join(repo);
+        let index = Index::read_trusted(&dir, trusted).map_err(|e| {
+            problem(format!(
+                "repository {repo}: {e}; its index must be signed by a key in [packages] \
+                 trusted_keys (`mote package index DIR --key KEY` writes and signs it)"
+            ))
+        })?;
+        let Some(entry) = index.latest(name) else {
+            looked.push(repo.clone());
+            continue;
+        };
+        let bytes = entry
+            .read(&dir)
+            .map_err(|e| problem(format!("repository {repo}: {e}")))?;
+        let package = mote_package::open(&bytes)
+            .map_err(|e| problem(format!("repository {repo}: {}: {e}", entry.file)))?;
+        if package.manifest.name != entry.name || package.manifest.version != entry.version {
+            return Err(problem(format!(
+                "repository {repo}: {} holds {}, but the index says {} {}",
+                entry.file,
+                package.manifest.id(),
+                entry.name,
+                entry.version
+            )));
+        }
+        return Ok(Found {
+            package,
+            origin: Origin::Repository {
+                repository: repo.clone(),
+                file: entry.file.clone(),
+            },
+        });
+    }
+    let known: Vec<String> = mote_roles::BUILTIN
+        .iter()
+        .map(|b| format!("{:?}", b.name))
+        .collect();
+    Err(problem(format!(
+        "no such package: not a role built with mote ({}) and not in the repositories {}",
+        known.join(", "),
+        looked.join(", ")
+    )))
 }
 
 /// A role of this mote, packed from its package directory and the bin dir

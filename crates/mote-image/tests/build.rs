@@ -731,6 +731,50 @@ fn a_signed_package_file_is_installed_offline_and_trust_is_enforced() {
         "{message}"
     );
 
+    // From a repository whose index a trusted key signed; refused when the
+    // index is signed by another key or a file was replaced.
+    std::fs::write(
+        pkg.join("package.toml"),
+        "name = \"app\"\nversion = \"1.3.0\"\ndescription = \"an app\"\n",
+    )
+    .unwrap();
+    let repo = m.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("app-1.3.0.mpkg"),
+        mote_package::build(&pkg, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let index = mote_package::repository::Index::of_directory(&repo)
+        .unwrap()
+        .to_json();
+    std::fs::write(repo.join("index.json"), &index).unwrap();
+    let sign_index = |key: &mote_package::SecretKey| {
+        let sig = mote_package::sign(index.as_bytes(), key, "index").unwrap();
+        std::fs::write(repo.join("index.json.minisig"), sig).unwrap();
+    };
+    std::fs::write(m.join("me.pub"), &keys.public).unwrap();
+    sign_index(&secret);
+    let from_repo = format!(
+        "[packages]\ninstall = [\"app\"]\nrepositories = [\"repo\"]\ntrusted_keys = [\"me.pub\"]\n{MANIFEST}"
+    );
+    let report = fixture.build_text(&from_repo, "out4").unwrap();
+    assert_eq!(report.packages[0].version, "1.3.0");
+    assert!(
+        matches!(&report.packages[0].origin, mote_image::Origin::Repository { repository, .. } if repository == "repo")
+    );
+    let stranger = mote_package::SecretKey::parse(&other.secret, "o", None).unwrap();
+    sign_index(&stranger);
+    let message = error(&fixture, &from_repo);
+    assert!(
+        message.contains("repository repo") && message.contains("not trusted"),
+        "{message}"
+    );
+    sign_index(&secret);
+    std::fs::write(repo.join("app-1.3.0.mpkg"), b"replaced").unwrap();
+    let message = error(&fixture, &from_repo);
+    assert!(message.contains("signed index says"), "{message}");
+
     // A section no installed package reads.
     let message = error(&fixture, &format!("{MANIFEST}[roles.nothing]\nx = 1\n"));
     assert!(message.contains("roles.nothing"), "{message}");

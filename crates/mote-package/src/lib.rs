@@ -68,6 +68,7 @@ mod archive;
 pub mod elf;
 mod installed;
 mod manifest;
+pub mod repository;
 mod resolve;
 mod sign;
 

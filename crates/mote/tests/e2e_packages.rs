@@ -2,8 +2,9 @@
 //! no app; the hello app (`examples/hello/package.toml`) built into a
 //! package, signed, and installed over the API with `mote -n NAME package
 //! install`. Checked from the host, through a port forward: nothing answers
-//! on 8080 before, hello answers after the install; an upgrade (a new
-//! greeting) answers with the new greeting; a tampered package (another
+//! on 8080 before, hello answers after the install; an upgrade taken by
+//! name from a signed repository (a new greeting) answers with the new
+//! greeting; a tampered package (another
 //! archive under a good signature) is refused with nothing changed; after a power-off and a boot on the same state
 //! disk the upgraded package serves again; a removal closes the port and
 //! the service is gone.
@@ -158,8 +159,30 @@ fn a_signed_package_is_installed_upgraded_kept_across_a_reboot_and_removed() {
     assert_eq!(packages(st, name), [("hello".into(), "0.1.0".into(), true)]);
     assert!(get(http, "/", "3").unwrap().contains("hello from pkg"));
 
-    // Upgraded: the new version's service answers.
-    let change = remote(st, name, &["package", "upgrade", &v2]);
+    // Upgraded, by name from a repository (its index signed with the same
+    // key): the new version's service answers.
+    let repo = st.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for ext in ["", ".minisig"] {
+        std::fs::copy(
+            format!("{v2}{ext}"),
+            repo.join(format!("hello-0.2.0.mpkg{ext}")),
+        )
+        .unwrap();
+    }
+    let repo_s = repo.to_str().unwrap();
+    ok(
+        run(
+            st,
+            &["package", "index", repo_s, "--key", key.to_str().unwrap()],
+        ),
+        "package index",
+    );
+    let change = remote(
+        st,
+        name,
+        &["package", "upgrade", "hello", "--repository", repo_s],
+    );
     assert_eq!(change["previous"], "0.1.0", "{change}");
     let body = wait_for("the upgrade to answer", Duration::from_secs(30), || {
         get(http, "/", "3").ok().filter(|b| b.contains("upgraded"))

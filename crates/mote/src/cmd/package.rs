@@ -80,6 +80,20 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Make DIR a package repository: index.json lists every *.mpkg in it
+    /// (name, version, file, SHA-256), signed with KEY as
+    /// index.json.minisig. `[packages] repositories` in a manifest and
+    /// `package install NAME --repository DIR` read it.
+    Index {
+        /// The repository directory.
+        dir: PathBuf,
+        /// The secret key that signs the index.
+        #[arg(long, value_name = "PATH")]
+        key: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// On a node (-n NODE): the installed packages, where each came from
     /// and who signed it.
     List {
@@ -92,11 +106,15 @@ enum Verb {
     /// settings section, opens its ports and starts its services; any
     /// failure leaves the node as it was.
     Install {
-        /// The package archive.
+        /// The package archive (or, with --repository, a package name).
         file: PathBuf,
         /// The signature file [default: FILE.minisig]
         #[arg(long, value_name = "PATH")]
         signature: Option<PathBuf>,
+        /// Take the highest version of the package named FILE from this
+        /// repository directory (see `package index`).
+        #[arg(long, value_name = "DIR")]
+        repository: Option<PathBuf>,
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
@@ -104,11 +122,15 @@ enum Verb {
     /// On a node (-n NODE): replace an installed package's files with
     /// FILE's and restart its services, keeping its settings.
     Upgrade {
-        /// The package archive.
+        /// The package archive (or, with --repository, a package name).
         file: PathBuf,
         /// The signature file [default: FILE.minisig]
         #[arg(long, value_name = "PATH")]
         signature: Option<PathBuf>,
+        /// Take the highest version of the package named FILE from this
+        /// repository directory.
+        #[arg(long, value_name = "DIR")]
+        repository: Option<PathBuf>,
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
@@ -133,11 +155,13 @@ pub fn run(args: Args, node: Option<&str>) -> anyhow::Result<i32> {
         Verb::Install {
             file,
             signature,
+            repository,
             json,
         } => {
             return on_node(Remote::Upload {
                 file,
                 signature,
+                repository,
                 upgrade: false,
                 json,
             })
@@ -145,11 +169,13 @@ pub fn run(args: Args, node: Option<&str>) -> anyhow::Result<i32> {
         Verb::Upgrade {
             file,
             signature,
+            repository,
             json,
         } => {
             return on_node(Remote::Upload {
                 file,
                 signature,
+                repository,
                 upgrade: true,
                 json,
             })
@@ -175,10 +201,68 @@ fn local(verb: Verb) -> anyhow::Result<()> {
             signature,
             json,
         } => verify(&file, &key, signature, json),
+        Verb::Index { dir, key, json } => index(&dir, &key, json),
         Verb::List { .. } | Verb::Install { .. } | Verb::Upgrade { .. } | Verb::Remove { .. } => {
             unreachable!("run() sends the node verbs to the node")
         }
     }
+}
+
+#[derive(Serialize)]
+struct Indexed {
+    index: PathBuf,
+    signature: PathBuf,
+    key_id: String,
+    packages: Vec<String>,
+}
+
+/// A secret key file (password from MOTE_KEY_PASSWORD when it has one).
+fn read_secret_key(key_path: &Path) -> anyhow::Result<mote_package::SecretKey> {
+    let key_text = std::fs::read_to_string(key_path)
+        .with_context(|| format!("reading the secret key {}", key_path.display()))
+        .code(Code::InvalidInput)?;
+    let password = std::env::var("MOTE_KEY_PASSWORD").ok();
+    mote_package::SecretKey::parse(
+        &key_text,
+        &key_path.display().to_string(),
+        password.as_deref(),
+    )
+    .code(Code::InvalidInput)
+}
+
+fn index(dir: &Path, key_path: &Path, json: bool) -> anyhow::Result<()> {
+    use mote_package::repository::{signature_path, Index, INDEX_FILE};
+    let key = read_secret_key(key_path)?;
+    let index = Index::of_directory(dir).code(Code::InvalidInput)?;
+    let text = index.to_json();
+    let path = dir.join(INDEX_FILE);
+    let signature = mote_package::sign(text.as_bytes(), &key, "repository index")?;
+    write_atomic(&path, text.as_bytes())?;
+    let sig = signature_path(&path);
+    write_atomic(&sig, signature.as_bytes())?;
+    let indexed = Indexed {
+        index: path.clone(),
+        signature: sig,
+        key_id: key.key_id(),
+        packages: index
+            .packages
+            .iter()
+            .map(|e| format!("{} {}", e.name, e.version))
+            .collect(),
+    };
+    if json {
+        return output::json(&indexed);
+    }
+    println!(
+        "indexed {} package(s) in {}, signed by key {}",
+        indexed.packages.len(),
+        path.display(),
+        indexed.key_id
+    );
+    for p in &indexed.packages {
+        println!("  {p}");
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -271,16 +355,7 @@ fn sign(file: &Path, key_path: &Path, json: bool) -> anyhow::Result<()> {
             )
         })
         .code(Code::InvalidInput)?;
-    let key_text = std::fs::read_to_string(key_path)
-        .with_context(|| format!("reading the secret key {}", key_path.display()))
-        .code(Code::InvalidInput)?;
-    let password = std::env::var("MOTE_KEY_PASSWORD").ok();
-    let key = mote_package::SecretKey::parse(
-        &key_text,
-        &key_path.display().to_string(),
-        password.as_deref(),
-    )
-    .code(Code::InvalidInput)?;
+    let key = read_secret_key(key_path)?;
     let manifest = &package.manifest;
     let signature = mote_package::sign(&bytes, &key, &format!("package:{}", manifest.id()))?;
     let signature_path = signature_path(file);

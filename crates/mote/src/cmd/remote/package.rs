@@ -25,6 +25,8 @@ pub enum Remote {
         file: PathBuf,
         /// Its signature [default: FILE.minisig when it exists].
         signature: Option<PathBuf>,
+        /// `file` names a package in this repository directory.
+        repository: Option<PathBuf>,
         /// Upgrade an installed package rather than install a new one.
         upgrade: bool,
         /// Print the API's JSON.
@@ -63,12 +65,20 @@ pub async fn run(s: &Session, r: &Remote) -> anyhow::Result<()> {
         Remote::Upload {
             file,
             signature,
+            repository,
             upgrade,
             json,
         } => {
-            let archive = std::fs::read(file)
-                .with_context(|| format!("reading {}", file.display()))
-                .code(Code::InvalidInput)?;
+            let (file, archive) = match repository {
+                Some(dir) => from_repository(dir, file)?,
+                None => {
+                    let bytes = std::fs::read(file)
+                        .with_context(|| format!("reading {}", file.display()))
+                        .code(Code::InvalidInput)?;
+                    (file.clone(), bytes)
+                }
+            };
+            let file = &file;
             let signature = read_signature(file, signature.as_deref())?;
             let name = if *upgrade {
                 let package = mote_package::open(&archive)
@@ -101,6 +111,26 @@ pub async fn run(s: &Session, r: &Remote) -> anyhow::Result<()> {
             done(&change, *json)
         }
     }
+}
+
+/// The highest version of the package `name` in the repository `dir`, its
+/// file checked against the index's digest (the node checks its signature).
+fn from_repository(dir: &Path, name: &Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    use mote_package::repository::{Index, INDEX_FILE};
+    let path = dir.join(INDEX_FILE);
+    let text = std::fs::read(&path)
+        .with_context(|| format!("reading {}", path.display()))
+        .code(Code::InvalidInput)?;
+    let index: Index = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a repository index", path.display()))
+        .code(Code::InvalidInput)?;
+    let name = name.to_string_lossy();
+    let entry = index
+        .latest(&name)
+        .with_context(|| format!("{} lists no package {name:?}", path.display()))
+        .code(Code::InvalidInput)?;
+    let bytes = entry.read(dir).code(Code::InvalidInput)?;
+    Ok((dir.join(&entry.file), bytes))
 }
 
 fn read_signature(file: &Path, given: Option<&Path>) -> anyhow::Result<Option<String>> {
