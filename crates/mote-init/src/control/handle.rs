@@ -263,7 +263,8 @@ fn error(message: impl Into<String>) -> Response {
     failure(ErrorKind::Failed, message)
 }
 
-fn failure(reason: ErrorKind, message: impl Into<String>) -> Response {
+/// An error answer of kind `reason`.
+pub(super) fn failure(reason: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error {
         reason,
         message: message.into(),

@@ -11,15 +11,9 @@ use mote_api::control::{ErrorKind, Response};
 use mote_package::PackageManifest;
 
 use super::apply::apply_locked;
+use super::handle::failure;
 use super::Node;
 use crate::{net, package_store, packages};
-
-fn failure(reason: ErrorKind, message: impl Into<String>) -> Response {
-    Response::Error {
-        reason,
-        message: message.into(),
-    }
-}
 
 /// Verifies and unpacks the archive at `archive`; an upgrade of an active
 /// package restarts its services on the new files.

@@ -105,36 +105,10 @@ enum Verb {
     /// keys its image trusts, unpacks it to its state disk, adds its
     /// settings section, opens its ports and starts its services; any
     /// failure leaves the node as it was.
-    Install {
-        /// The package archive (or, with --repository, a package name).
-        file: PathBuf,
-        /// The signature file [default: FILE.minisig]
-        #[arg(long, value_name = "PATH")]
-        signature: Option<PathBuf>,
-        /// Take the highest version of the package named FILE from this
-        /// repository directory (see `package index`).
-        #[arg(long, value_name = "DIR")]
-        repository: Option<PathBuf>,
-        /// Print the API's JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Install(Upload),
     /// On a node (-n NODE): replace an installed package's files with
     /// FILE's and restart its services, keeping its settings.
-    Upgrade {
-        /// The package archive (or, with --repository, a package name).
-        file: PathBuf,
-        /// The signature file [default: FILE.minisig]
-        #[arg(long, value_name = "PATH")]
-        signature: Option<PathBuf>,
-        /// Take the highest version of the package named FILE from this
-        /// repository directory.
-        #[arg(long, value_name = "DIR")]
-        repository: Option<PathBuf>,
-        /// Print the API's JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Upgrade(Upload),
     /// On a node (-n NODE): stop a package's services, close its ports,
     /// drop its settings section and delete its files.
     Remove {
@@ -146,40 +120,43 @@ enum Verb {
     },
 }
 
+/// A package file (or a repository's package) to send to a node.
+#[derive(clap::Args)]
+struct Upload {
+    /// The package archive (or, with --repository, a package name).
+    file: PathBuf,
+    /// The signature file [default: FILE.minisig]
+    #[arg(long, value_name = "PATH")]
+    signature: Option<PathBuf>,
+    /// Take the highest version of the package named FILE from this
+    /// repository directory (see `package index`).
+    #[arg(long, value_name = "DIR")]
+    repository: Option<PathBuf>,
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Upload {
+    fn remote(self, upgrade: bool) -> crate::cmd::remote::package::Remote {
+        crate::cmd::remote::package::Remote::Upload {
+            file: self.file,
+            signature: self.signature,
+            repository: self.repository,
+            upgrade,
+            json: self.json,
+        }
+    }
+}
+
 /// Runs `mote package …`; the verbs on a node need `node` (`-n NODE`).
 pub fn run(args: Args, node: Option<&str>) -> anyhow::Result<i32> {
     use crate::cmd::remote::{self, package::Remote};
     let on_node = |r: Remote| remote::run(node, remote::Verb::Package(r));
     match args.verb {
         Verb::List { json } => return on_node(Remote::List { json }),
-        Verb::Install {
-            file,
-            signature,
-            repository,
-            json,
-        } => {
-            return on_node(Remote::Upload {
-                file,
-                signature,
-                repository,
-                upgrade: false,
-                json,
-            })
-        }
-        Verb::Upgrade {
-            file,
-            signature,
-            repository,
-            json,
-        } => {
-            return on_node(Remote::Upload {
-                file,
-                signature,
-                repository,
-                upgrade: true,
-                json,
-            })
-        }
+        Verb::Install(u) => return on_node(u.remote(false)),
+        Verb::Upgrade(u) => return on_node(u.remote(true)),
         Verb::Remove { name, json } => return on_node(Remote::Remove { name, json }),
         _ => {}
     }
@@ -202,7 +179,7 @@ fn local(verb: Verb) -> anyhow::Result<()> {
             json,
         } => verify(&file, &key, signature, json),
         Verb::Index { dir, key, json } => index(&dir, &key, json),
-        Verb::List { .. } | Verb::Install { .. } | Verb::Upgrade { .. } | Verb::Remove { .. } => {
+        Verb::List { .. } | Verb::Install(_) | Verb::Upgrade(_) | Verb::Remove { .. } => {
             unreachable!("run() sends the node verbs to the node")
         }
     }
