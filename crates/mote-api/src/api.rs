@@ -15,7 +15,9 @@ pub use crate::control::{
     LinkInfo, NetworkInfo, PowerAction, RouteInfo, ServiceAction, ServiceInfo, SystemInfo,
 };
 pub use crate::events::{Event, Level};
-pub use mote_config::{Firewall, FirewallRule, Interface, NodeSettings};
+pub use mote_config::{
+    Firewall, FirewallRule, Interface, NodeSettings, PerfColumn, PerfRow, PerfUnit, RolePerf,
+};
 
 /// The default management port.
 pub const DEFAULT_PORT: u16 = 5986;
@@ -386,37 +388,11 @@ pub struct Performance {
     pub network: Vec<NetDev>,
     /// Per service CPU and memory, from its cgroup.
     pub services: Vec<ServicePerf>,
-    /// Per site figures of the web package (`mote-web --metrics`), when the
-    /// node has it and it answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web: Option<Vec<WebSitePerf>>,
-}
-
-/// One web site's counters since mote-web started.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct WebSitePerf {
-    /// Site name.
-    pub site: String,
-    /// Requests answered.
-    pub requests: u64,
-    /// Responses with a 1xx status.
-    pub status_1xx: u64,
-    /// Responses with a 2xx status.
-    pub status_2xx: u64,
-    /// Responses with a 3xx status.
-    pub status_3xx: u64,
-    /// Responses with a 4xx status.
-    pub status_4xx: u64,
-    /// Responses with a 5xx status.
-    pub status_5xx: u64,
-    /// Bytes sent.
-    pub sent_bytes: u64,
-    /// Median latency, ms, estimated from the histogram buckets (None
-    /// before the first request).
-    pub latency_p50_ms: Option<f64>,
-    /// 99th percentile latency, ms, estimated likewise.
-    pub latency_p99_ms: Option<f64>,
+    /// Each active role's own figures (a row per web site, DNS zone,
+    /// container), summarised by its library from its metrics endpoint;
+    /// empty when no role answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RolePerf>,
 }
 
 /// CPU use over the interval since the previous measurement (or a short sample).

@@ -71,7 +71,10 @@ mod order;
 mod parse;
 pub mod password;
 pub mod paths;
+pub mod prometheus;
 mod role;
+#[cfg(feature = "cli")]
+pub mod role_cli;
 mod schema;
 mod settings;
 mod validate;
@@ -82,7 +85,10 @@ pub use load::{load, load_with, parse, parse_with};
 pub use manifest::{FileCopy, Image, Kernel, Manifest, Output, Packages, DEFAULT_KERNEL_PACKAGE};
 pub use parse::{parse_mode, parse_owner, parse_user, ValueError};
 pub use password::PasswordError;
-pub use role::{check_sections, role_ports, section, section_or_default, Role};
+pub use role::{
+    check_sections, role_ports, section, section_or_default, PerfColumn, PerfRow, PerfUnit, Role,
+    RolePerf,
+};
 pub use settings::{
     Firewall, FirewallRule, FirstBoot, Interface, Ipv4Mode, Ipv6Mode, Management, Network,
     NodeSettings, Policy, Port, Protocol, RestartPolicy, Roles, Service, System,

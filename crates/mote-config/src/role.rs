@@ -14,6 +14,7 @@
 //! ```
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::invalid::{join, Invalid};
 use crate::settings::{NodeSettings, Port};
@@ -34,6 +35,62 @@ pub trait Role: Sync {
     /// The inbound ports the section makes the role listen on (a web
     /// site's bindings), besides those its package declares.
     fn ports(&self, section: &serde_json::Value) -> Vec<Port>;
+
+    /// The role's figures for the node's performance surface, summarised
+    /// from the text its metrics endpoint (`[metrics]` in its
+    /// `package.toml`) answered; None when the role has none to show.
+    fn performance(&self, _metrics: &str) -> Option<RolePerf> {
+        None
+    }
+}
+
+/// One role's figures in `GET /v1/performance`: a table with a row per
+/// thing the role serves (a web site, a DNS zone, a container).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RolePerf {
+    /// The role (package) the figures come from.
+    pub role: String,
+    /// What one row is: `site`, `zone`, `container`.
+    pub row: String,
+    /// The columns, in order.
+    pub columns: Vec<PerfColumn>,
+    /// One row per site, zone or container.
+    pub rows: Vec<PerfRow>,
+}
+
+/// A column of a [`RolePerf`] table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PerfColumn {
+    /// Its name, such as `requests` or `p99`.
+    pub name: String,
+    /// How its values read.
+    pub unit: PerfUnit,
+}
+
+/// What a [`PerfColumn`]'s numbers are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PerfUnit {
+    /// A count (requests, responses).
+    Count,
+    /// Bytes.
+    Bytes,
+    /// Milliseconds.
+    Milliseconds,
+}
+
+/// One row of a [`RolePerf`] table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PerfRow {
+    /// The site, zone or container.
+    pub name: String,
+    /// A value per column, in the columns' order; null when not known yet
+    /// (a latency before the first request).
+    pub values: Vec<Option<f64>>,
 }
 
 /// Reads `value` as the typed section `T`; a problem has the key path

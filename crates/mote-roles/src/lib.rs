@@ -5,6 +5,8 @@
 //!   handed to `mote check`, `mote build`, `moted` and PID 1 so that they
 //!   check, default and open the ports of `[roles.NAME]` sections without
 //!   naming a role;
+//! - [`CLI`] (feature `cli`): each role's `mote -n NODE ROLE …` verbs, for
+//!   the mote CLI;
 //! - [`BUILTIN`]: each role's package directory (`package.toml` and its
 //!   files; binaries come from the bin dir as `bin:NAME`), which the image
 //!   builder packs when a manifest names the role.
@@ -35,6 +37,10 @@ pub static BUILTIN: &[Builtin] = &[Builtin {
     files: mote_web::PACKAGE,
 }];
 
+/// Every role's `mote -n NODE ROLE …` verbs.
+#[cfg(feature = "cli")]
+pub static CLI: &[&dyn mote_config::role_cli::RoleCli] = &[&mote_web::cli::CLI];
+
 /// The role whose section is `name`.
 pub fn find(name: &str) -> Option<&'static dyn Role> {
     ALL.iter().copied().find(|r| r.name() == name)
@@ -62,6 +68,15 @@ mod tests {
                 role.name()
             );
             assert_eq!(role.check(&role.defaults()), Ok(()));
+        }
+    }
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn every_command_line_is_a_role_and_valid() {
+        for cli in CLI {
+            assert!(find(cli.name()).is_some(), "{} is a role", cli.name());
+            cli.command().debug_assert();
         }
     }
 }

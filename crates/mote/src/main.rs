@@ -9,7 +9,7 @@ mod output;
 mod progress;
 mod remote;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
 /// Build, run and manage minimal, headless, remotely managed server nodes.
 ///
@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 /// Manage a node over its HTTPS API: `mote node add NAME ADDRESS` (or `mote
 /// run`, which registers the node it boots), then `mote -n NAME system`,
 /// `service`, `events`, `settings`… or `mote session NAME`.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(name = "mote", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// The managed node the remote verbs talk to (see `mote node list`).
@@ -61,7 +61,7 @@ enum Command {
 
 fn main() {
     quiet_on_closed_stdout();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -94,11 +94,28 @@ fn quiet_on_closed_stdout() {
 }
 
 impl Cli {
-    /// Parses a session line (with `mote -n NAME` in front).
-    pub fn try_parse_from_session(
-        argv: impl IntoIterator<Item = String>,
-    ) -> Result<Self, clap::Error> {
-        Self::try_parse_from(argv)
+    /// The whole command tree: mote's own verbs and each role's
+    /// (`mote -n NAME web …`, from the role registry).
+    pub fn full_command() -> clap::Command {
+        cmd::remote::role::augment(Self::command())
+    }
+
+    /// Parses a command line (or a session line with `mote -n NAME` in
+    /// front): a role's verb is kept as the role's matches, the rest is
+    /// read into the typed commands.
+    pub fn try_parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::full_command().try_get_matches_from(argv)?;
+        if let Some(call) = cmd::remote::role::call(&matches) {
+            return Ok(Cli {
+                node: matches.get_one::<String>("node").cloned(),
+                command: Command::Remote(cmd::remote::Verb::Role(call)),
+            });
+        }
+        Self::from_arg_matches(&matches)
     }
 }
 
@@ -125,7 +142,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 mod tests {
     #[test]
     fn the_command_tree_is_valid() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
+        super::Cli::full_command().debug_assert();
     }
 }

@@ -762,7 +762,8 @@ async fn fake_web_metrics(text: &'static str) -> std::net::SocketAddr {
     addr
 }
 
-const WEB_SAMPLE: &str = include_str!("web_metrics_sample.txt");
+/// Real `mote-web --metrics` output (the web role keeps it for its own test).
+const WEB_SAMPLE: &str = include_str!("../../../roles/web/tests/metrics_sample.txt");
 
 /// The fake PID 1 reports one active package `web` whose metrics answer
 /// at `addr`.
@@ -791,20 +792,29 @@ async fn web_figures_in_performance_and_metrics() {
     web_package_at(&n, fake_web_metrics(WEB_SAMPLE).await);
     let c = client(&n).await;
     let p = c.performance().await.unwrap();
-    let web = p.web.expect("web figures");
-    assert_eq!(web.len(), 1);
-    let s = &web[0];
+    assert_eq!(p.roles.len(), 1, "{p:?}");
+    let web = &p.roles[0];
+    assert_eq!((web.role.as_str(), web.row.as_str()), ("web", "site"));
+    let names: Vec<&str> = web.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
-        (
-            s.site.as_str(),
-            s.requests,
-            s.status_2xx,
-            s.status_4xx,
-            s.sent_bytes
-        ),
-        ("main", 2, 1, 1, 155)
+        names,
+        ["requests", "2xx", "3xx", "4xx", "5xx", "sent", "p50", "p99"]
     );
-    let (p50, p99) = (s.latency_p50_ms.unwrap(), s.latency_p99_ms.unwrap());
+    assert_eq!(web.rows.len(), 1);
+    let s = &web.rows[0];
+    assert_eq!(s.name, "main");
+    assert_eq!(
+        s.values[..6],
+        [
+            Some(2.0),
+            Some(1.0),
+            Some(0.0),
+            Some(1.0),
+            Some(0.0),
+            Some(155.0)
+        ]
+    );
+    let (p50, p99) = (s.values[6].unwrap(), s.values[7].unwrap());
     assert!(p50 > 0.0 && p50 <= p99 && p99 <= 0.5, "{p50} {p99}");
     let m = c.metrics().await.unwrap();
     let own = m.find("mote_memory_total_bytes").unwrap();
@@ -824,20 +834,20 @@ async fn web_unreachable_or_absent_is_no_web_and_no_error() {
     drop(dead);
     web_package_at(&n, addr);
     let c = client(&n).await;
-    assert_eq!(c.performance().await.unwrap().web, None);
+    assert_eq!(c.performance().await.unwrap().roles, []);
     assert!(!c.metrics().await.unwrap().contains("mote_web_"));
     // A server that never answers: the short timeout, still no error.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     web_package_at(&n, silent.local_addr().unwrap());
     let t = std::time::Instant::now();
-    assert_eq!(c.performance().await.unwrap().web, None);
+    assert_eq!(c.performance().await.unwrap().roles, []);
     assert!(t.elapsed() < Duration::from_secs(2));
     // An inactive package is not asked, even when it would answer.
     let n = node().await;
     web_package_at(&n, fake_web_metrics(WEB_SAMPLE).await);
     n.fake.state.lock().unwrap().packages[0].active = false;
     let c = client(&n).await;
-    assert_eq!(c.performance().await.unwrap().web, None);
+    assert_eq!(c.performance().await.unwrap().roles, []);
     assert!(!c.metrics().await.unwrap().contains("mote_web_"));
 }
 

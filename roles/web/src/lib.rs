@@ -3,6 +3,8 @@
 //! checked against, and its entry in the role contract. The server itself
 //! is the `mote-web` binary (`src/main.rs`).
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod path;
 pub mod role;

@@ -2,7 +2,6 @@
 //! the same clap tree as the command line (`-n NAME` implied), with history
 //! (`CONFIG/history`) and completion of verbs.
 
-use clap::CommandFactory;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -79,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .into_iter()
             .map(String::from)
             .chain(words);
-        match crate::Cli::try_parse_from_session(argv) {
+        match crate::Cli::try_parse_from(argv) {
             Ok(cli) => match crate::dispatch(cli) {
                 Ok(0) => {}
                 Ok(code) => eprintln!("(exit {code})"),
@@ -98,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn print_help() {
-    let cmd = crate::Cli::command();
+    let cmd = crate::Cli::full_command();
     for sub in cmd.get_subcommands() {
         let name = sub.get_name();
         if LOCAL_ONLY.contains(&name) {
@@ -119,7 +118,7 @@ struct VerbCompleter {
 impl VerbCompleter {
     fn new() -> Self {
         Self {
-            cmd: crate::Cli::command(),
+            cmd: crate::Cli::full_command(),
         }
     }
 

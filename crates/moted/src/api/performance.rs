@@ -17,33 +17,38 @@ use crate::core::perf;
 use crate::error::ApiError;
 
 /// The metrics text of every active package that declares an endpoint
-/// and answers in time, concatenated (asked side by side).
-async fn packages_text(app: &AppState) -> Result<Option<String>, ApiError> {
-    let endpoints: Vec<String> = match app.ask(Request::Packages).await? {
-        Response::Packages { packages, .. } => packages
-            .into_iter()
-            .filter(|p| p.active)
-            .filter_map(|p| p.metrics)
-            .collect(),
-        _ => return Err(ApiError::Unexpected("packages")),
-    };
+/// and answers in time (asked side by side), with the role that reads the
+/// package's settings section, if this build has one.
+async fn packages_text(
+    app: &AppState,
+) -> Result<Vec<(Option<&'static dyn mote_config::Role>, String)>, ApiError> {
+    let endpoints: Vec<(Option<&'static dyn mote_config::Role>, String)> =
+        match app.ask(Request::Packages).await? {
+            Response::Packages { packages, .. } => packages
+                .into_iter()
+                .filter(|p| p.active)
+                .filter_map(|p| {
+                    let role = p.settings.as_deref().and_then(mote_roles::find);
+                    Some((role, p.metrics?))
+                })
+                .collect(),
+            _ => return Err(ApiError::Unexpected("packages")),
+        };
     let texts = futures_util::future::join_all(
         endpoints
             .iter()
-            .map(|url| crate::core::role_metrics::fetch(url)),
+            .map(|(_, url)| crate::core::role_metrics::fetch(url)),
     )
     .await;
-    let mut all = String::new();
-    for text in texts.into_iter().flatten() {
-        all.push_str(&text);
-        if !all.ends_with('\n') {
-            all.push('\n');
-        }
-    }
-    Ok((!all.is_empty()).then_some(all))
+    Ok(endpoints
+        .into_iter()
+        .zip(texts)
+        .filter_map(|((role, _), text)| Some((role, text?)))
+        .collect())
 }
 
-async fn measure(app: &AppState) -> Result<(Performance, Option<String>), ApiError> {
+/// The figures, and the packages' own metrics text for `/v1/metrics`.
+async fn measure(app: &AppState) -> Result<(Performance, String), ApiError> {
     let prev = *lock(&app.cpu)?;
     let (t0, a) = match prev {
         Some(p) if p.0.elapsed() >= Duration::from_millis(50) => p,
@@ -64,11 +69,18 @@ async fn measure(app: &AppState) -> Result<(Performance, Option<String>), ApiErr
     for p in [Path::new("/"), app.state_dir.as_path()] {
         disks.extend(perf::disk(p));
     }
-    let web_text = packages_text(app).await?;
-    let web = web_text
-        .as_deref()
-        .map(crate::core::web::sites)
-        .filter(|sites| !sites.is_empty());
+    let texts = packages_text(app).await?;
+    let roles = texts
+        .iter()
+        .filter_map(|(role, text)| (*role)?.performance(text))
+        .collect();
+    let mut packages_text = String::new();
+    for (_, text) in &texts {
+        packages_text.push_str(text);
+        if !packages_text.ends_with('\n') {
+            packages_text.push('\n');
+        }
+    }
     let p = Performance {
         time_ms: crate::now_ms(),
         cpu: Cpu {
@@ -81,9 +93,9 @@ async fn measure(app: &AppState) -> Result<(Performance, Option<String>), ApiErr
         disks,
         network: perf::net_dev(&std::fs::read_to_string("/proc/net/dev").unwrap_or_default()),
         services,
-        web,
+        roles,
     };
-    Ok((p, web_text))
+    Ok((p, packages_text))
 }
 
 pub async fn get(State(app): State<AppState>) -> Result<Json<Performance>, ApiError> {
@@ -153,14 +165,9 @@ pub fn prometheus(p: &Performance) -> String {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let (p, web) = measure(&app).await?;
+    let (p, packages_text) = measure(&app).await?;
     let mut text = prometheus(&p);
-    if let Some(web) = web {
-        // The packages' own figures, unchanged.
-        text.push_str(&web);
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-    }
+    // The packages' own figures, unchanged.
+    text.push_str(&packages_text);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

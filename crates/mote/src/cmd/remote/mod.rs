@@ -12,10 +12,10 @@ pub mod package;
 pub mod perf;
 pub mod power;
 pub mod ps;
+pub mod role;
 pub mod service;
 pub mod settings;
 pub mod system;
-pub mod web;
 
 use crate::remote::{self, Session};
 
@@ -53,9 +53,10 @@ pub enum Verb {
     Settings(settings::Args),
     /// The audit log: every change made through the API.
     Audit(audit::Args),
-    /// The web role's sites and bindings (`roles.web`): list, add, remove,
-    /// start, stop.
-    Web(web::Args),
+    /// A role's own verbs (`mote -n NAME web site list`), parsed with the
+    /// role's command line.
+    #[command(skip)]
+    Role(role::Call),
     /// `mote -n NAME package …`, parsed with `mote package`.
     #[command(skip)]
     Package(package::Remote),
@@ -134,7 +135,7 @@ async fn dispatch(s: &Session, verb: &Verb) -> anyhow::Result<i32> {
         Verb::Power(a) => power::run(s, a).await.map(|()| 0),
         Verb::Settings(a) => settings::run(s, a).await.map(|()| 0),
         Verb::Audit(a) => audit::run(s, a).await.map(|()| 0),
-        Verb::Web(a) => web::run(s, a).await.map(|()| 0),
+        Verb::Role(c) => role::run(s, c).await.map(|()| 0),
         Verb::Package(r) => package::run(s, r).await.map(|()| 0),
     }
 }

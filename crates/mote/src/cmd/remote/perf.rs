@@ -63,36 +63,38 @@ pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
     if !rows.is_empty() {
         output::table(&["service", "cpu", "memory"], &rows);
     }
-    if let Some(sites) = &p.web {
-        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
-        let rows: Vec<Vec<String>> = sites
-            .iter()
-            .map(|w| {
-                vec![
-                    w.site.clone(),
-                    w.requests.to_string(),
-                    format!(
-                        "{}/{}/{}/{}",
-                        w.status_2xx, w.status_3xx, w.status_4xx, w.status_5xx
-                    ),
-                    output::size(w.sent_bytes),
-                    ms(w.latency_p50_ms),
-                    ms(w.latency_p99_ms),
-                ]
-            })
-            .collect();
+    for role in &p.roles {
         println!();
-        output::table(
-            &[
-                "web site",
-                "requests",
-                "2xx/3xx/4xx/5xx",
-                "sent",
-                "p50",
-                "p99",
-            ],
-            &rows,
-        );
+        role_table(role);
     }
     Ok(())
+}
+
+/// A role's own figures as a table: its row kind (`web site`), then its
+/// columns, each value read by the column's unit.
+fn role_table(role: &mote_api::api::RolePerf) {
+    use mote_api::api::PerfUnit;
+    let mut headers = vec![format!("{} {}", role.role, role.row)];
+    headers.extend(role.columns.iter().map(|c| c.name.clone()));
+    let rows: Vec<Vec<String>> = role
+        .rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![r.name.clone()];
+            row.extend(
+                role.columns
+                    .iter()
+                    .zip(&r.values)
+                    .map(|(c, v)| match (v, c.unit) {
+                        (None, _) => "-".into(),
+                        (Some(v), PerfUnit::Count) => format!("{v:.0}"),
+                        (Some(v), PerfUnit::Bytes) => output::size(*v as u64),
+                        (Some(v), PerfUnit::Milliseconds) => format!("{v:.1} ms"),
+                    }),
+            );
+            row
+        })
+        .collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    output::table(&headers, &rows);
 }

@@ -1,40 +1,72 @@
-//! `mote -n NAME web site|binding …`: the web role's sites, edited in the
-//! node's `roles.web` settings section.
+//! `mote -n NODE web site|binding …`: the web role's sites, edited in the
+//! node's `roles.web` section (the role contract's command-line half,
+//! [`mote_config::role_cli`]).
 //!
-//! Each change reads the whole section, edits its `sites` array and writes
-//! the whole section back as one merge patch (`{"roles":{"web":…}}`; merge
-//! patches replace arrays whole). moted has `mote-web --check` judge it
-//! (a refusal is 422 with mote-web's message, and nothing is stored), stores
-//! it as a new settings version and mote-web reloads: new bindings listen,
-//! removed or stopped ones close. Fields this verb does not know are kept as
-//! they are.
-//!
-//! The write carries the version it was made from (`If-Match`), so it cannot
-//! overwrite a change another writer stored after the read: moted refuses it
-//! (412), and the verb reads the settings again and makes the same edit on
-//! them, up to [`RETRIES`] times.
+//! Each verb edits the `sites` array of the section it is given; `mote`
+//! writes the whole section back as one settings change, the node checks it
+//! with [`crate::role::ROLE`]'s check (a refusal is 422 and nothing is
+//! stored), and mote-web reloads: new bindings listen, removed or stopped
+//! ones close. Fields a verb does not know are kept as they are.
 
 use std::net::IpAddr;
 
-use mote_api::api::VersionedSettings;
-use mote_api::client::{Client, ClientError};
+use clap::{Args as _, FromArgMatches};
+use mote_config::role_cli::{Outcome, RoleCli};
 use serde_json::{json, Map, Value};
 
-use crate::output;
-use crate::remote::{Explain, Session};
+/// The registry's entry.
+pub static CLI: WebCli = WebCli;
 
-/// How many times an edit is made again after another writer changed the
-/// settings between its read and its write.
-const RETRIES: usize = 3;
+/// `mote -n NODE web …`.
+pub struct WebCli;
+
+impl RoleCli for WebCli {
+    fn name(&self) -> &'static str {
+        "web"
+    }
+
+    fn command(&self) -> clap::Command {
+        Args::augment_args(clap::Command::new("web"))
+            .about(
+                "The web role's sites and bindings (`roles.web`): list, add, remove, start, stop",
+            )
+            .long_about(
+                "The web role's sites and bindings, edited in the node's `roles.web` settings \
+                 section: each change is one settings version, checked by the node before it is \
+                 stored, and mote-web reloads without dropping connections.\n\n\
+                 Examples:\n  \
+                 mote -n web1 web site list\n  \
+                 mote -n web1 web site add blog --root /srv/blog --bind http://*:8088\n  \
+                 mote -n web1 web binding add blog https://blog.example\n  \
+                 mote -n web1 web site stop blog",
+            )
+    }
+
+    fn run(&self, node: &str, args: &clap::ArgMatches, web: &mut Value) -> Result<Outcome, String> {
+        let args = Args::from_arg_matches(args).map_err(|e| e.to_string())?;
+        let what = match &args.verb {
+            Verb::Site {
+                verb: SiteVerb::List,
+            } => return Ok(list(web)),
+            Verb::Site { verb } => edit_site(node, web, verb)?,
+            Verb::Binding { verb } => edit_binding(node, web, verb)?,
+        };
+        Ok(Outcome::Changed(what))
+    }
+}
+
+/// `return Err(format!(…))`.
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(format!($($t)*))
+    };
+}
 
 /// The web role's sites and their bindings (`roles.web`).
 #[derive(clap::Args)]
-pub struct Args {
+struct Args {
     #[command(subcommand)]
     verb: Verb,
-    /// Print JSON: the sites (list) or the resulting `roles.web` section.
-    #[arg(long, global = true)]
-    json: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -103,110 +135,13 @@ enum BindingVerb {
     },
 }
 
-pub async fn run(s: &Session, a: &Args) -> anyhow::Result<()> {
-    let (what, v) = match &a.verb {
-        Verb::Site {
-            verb: SiteVerb::List,
-        } => {
-            let current = s.client.settings().await.explain(&s.name)?;
-            return list(&web_of(&current), a.json);
-        }
-        Verb::Site { verb } => {
-            change(&s.name, &s.client, |web| edit_site(&s.name, web, verb)).await?
-        }
-        Verb::Binding { verb } => {
-            change(&s.name, &s.client, |web| edit_binding(&s.name, web, verb)).await?
-        }
-    };
-    if a.json {
-        return output::json(v.settings.roles.get("web").unwrap_or(&Value::Null));
-    }
-    println!("{}: {what}; settings version {}", s.name, v.version);
-    Ok(())
-}
-
-/// The `roles.web` section, or an empty one.
-fn web_of(current: &VersionedSettings) -> Value {
-    match current.settings.roles.get("web") {
-        Some(v @ Value::Object(_)) => v.clone(),
-        _ => json!({}),
-    }
-}
-
-/// Where the settings are read and written: the node, or a fake in tests.
-trait SettingsApi {
-    /// The settings and their version.
-    async fn read(&self) -> Result<VersionedSettings, ClientError>;
-    /// Applies `patch` only while the settings are at `version`.
-    async fn write_if(&self, patch: &Value, version: u64)
-        -> Result<VersionedSettings, ClientError>;
-}
-
-impl SettingsApi for Client {
-    async fn read(&self) -> Result<VersionedSettings, ClientError> {
-        self.settings().await
-    }
-
-    async fn write_if(
-        &self,
-        patch: &Value,
-        version: u64,
-    ) -> Result<VersionedSettings, ClientError> {
-        self.patch_settings_if(patch, version).await
-    }
-}
-
-/// Reads `roles.web`, lets `edit` change it and writes it back as made from
-/// the version read. When another writer stored a version in between (412),
-/// reads again and makes the same edit on what is there now, at most
-/// [`RETRIES`] times; an edit that no longer fits (the other writer added the
-/// same site) fails as it would have on its own.
-async fn change(
-    node: &str,
-    api: &impl SettingsApi,
-    mut edit: impl FnMut(&mut Value) -> anyhow::Result<String>,
-) -> anyhow::Result<(String, VersionedSettings)> {
-    let mut retries = 0;
-    loop {
-        let current = api.read().await.explain(node)?;
-        let mut web = web_of(&current);
-        let what = edit(&mut web)?;
-        let patch = json!({ "roles": { "web": web } });
-        match api.write_if(&patch, current.version).await {
-            Ok(v) => return Ok((what, v)),
-            Err(ClientError::PreconditionFailed { .. }) if retries < RETRIES => retries += 1,
-            Err(ClientError::PreconditionFailed { current: now, .. }) => anyhow::bail!(
-                "{node}: other writers kept changing the settings: each of {} tries was made \
-                 from a version that was no longer current (the last from version {}, the node \
-                 is now at {}); nothing was changed: run the command again",
-                RETRIES + 1,
-                current.version,
-                now.map_or_else(|| "a newer one".to_string(), |v| format!("version {v}")),
-            ),
-            Err(e) => return Err(e).explain(node),
-        }
-    }
-}
-
-fn list(web: &Value, json: bool) -> anyhow::Result<()> {
+fn list(web: &Value) -> Outcome {
     let sites = web
         .get("sites")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if json {
-        let filled: Vec<Value> = sites
-            .into_iter()
-            .map(|mut site| {
-                if let Value::Object(m) = &mut site {
-                    m.entry("enabled").or_insert(Value::Bool(true));
-                }
-                site
-            })
-            .collect();
-        return output::json(&filled);
-    }
-    let rows: Vec<Vec<String>> = sites
+    let rows = sites
         .iter()
         .map(|site| {
             vec![
@@ -221,8 +156,22 @@ fn list(web: &Value, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    output::table(&["name", "enabled", "bindings", "root"], &rows);
-    Ok(())
+    let filled: Vec<Value> = sites
+        .into_iter()
+        .map(|mut site| {
+            if let Value::Object(m) = &mut site {
+                m.entry("enabled").or_insert(Value::Bool(true));
+            }
+            site
+        })
+        .collect();
+    Outcome::Show {
+        json: Value::Array(filled),
+        header: ["name", "enabled", "bindings", "root"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    }
 }
 
 fn str_of(v: &Value, key: &str) -> String {
@@ -241,14 +190,14 @@ fn bindings_of(site: &Value) -> Vec<Value> {
 }
 
 /// The `sites` array of the section, made if missing.
-fn sites_mut(web: &mut Value) -> anyhow::Result<&mut Vec<Value>> {
+fn sites_mut(web: &mut Value) -> Result<&mut Vec<Value>, String> {
     let Value::Object(m) = web else {
-        anyhow::bail!("roles.web is not an object; fix it with `mote settings set roles.web …`");
+        bail!("roles.web is not an object; fix it with `mote settings set roles.web …`");
     };
     let sites = m.entry("sites").or_insert_with(|| Value::Array(Vec::new()));
     match sites {
         Value::Array(a) => Ok(a),
-        _ => anyhow::bail!("roles.web.sites is not an array"),
+        _ => bail!("roles.web.sites is not an array"),
     }
 }
 
@@ -262,9 +211,9 @@ fn names(sites: &[Value]) -> String {
 }
 
 /// The site named `name`, or an error listing the existing ones.
-fn find<'a>(node: &str, sites: &'a mut [Value], name: &str) -> anyhow::Result<&'a mut Value> {
+fn find<'a>(node: &str, sites: &'a mut [Value], name: &str) -> Result<&'a mut Value, String> {
     let Some(i) = sites.iter().position(|s| str_of(s, "name") == name) else {
-        anyhow::bail!(
+        bail!(
             "{node}: no web site {name:?}; {} (see `mote -n {node} web site list`)",
             names(sites)
         );
@@ -272,7 +221,7 @@ fn find<'a>(node: &str, sites: &'a mut [Value], name: &str) -> anyhow::Result<&'
     Ok(&mut sites[i])
 }
 
-fn edit_site(node: &str, web: &mut Value, verb: &SiteVerb) -> anyhow::Result<String> {
+fn edit_site(node: &str, web: &mut Value, verb: &SiteVerb) -> Result<String, String> {
     let sites = sites_mut(web)?;
     match verb {
         SiteVerb::List => Ok(String::new()),
@@ -282,23 +231,23 @@ fn edit_site(node: &str, web: &mut Value, verb: &SiteVerb) -> anyhow::Result<Str
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
             {
-                anyhow::bail!("site name {name:?}: letters, digits, '-', '_', '.' only");
+                bail!("site name {name:?}: letters, digits, '-', '_', '.' only");
             }
             if sites.iter().any(|s| str_of(s, "name") == *name) {
-                anyhow::bail!(
+                bail!(
                     "{node}: web site {name:?} already exists; remove it first \
                      (`mote -n {node} web site remove {name}`) or add bindings with \
                      `web binding add {name} URL`"
                 );
             }
             if !root.starts_with('/') {
-                anyhow::bail!("--root {root:?}: must be an absolute path on the node");
+                bail!("--root {root:?}: must be an absolute path on the node");
             }
             let mut bindings: Vec<Value> = Vec::new();
             for u in bind {
                 let b = parse_binding(u)?;
                 if bindings.iter().any(|x| same_binding(x, &b)) {
-                    anyhow::bail!("--bind {u}: given twice");
+                    bail!("--bind {u}: given twice");
                 }
                 bindings.push(b);
             }
@@ -336,7 +285,7 @@ fn edit_site(node: &str, web: &mut Value, verb: &SiteVerb) -> anyhow::Result<Str
     }
 }
 
-fn edit_binding(node: &str, web: &mut Value, verb: &BindingVerb) -> anyhow::Result<String> {
+fn edit_binding(node: &str, web: &mut Value, verb: &BindingVerb) -> Result<String, String> {
     let sites = sites_mut(web)?;
     match verb {
         BindingVerb::Add { site, url } => {
@@ -344,7 +293,7 @@ fn edit_binding(node: &str, web: &mut Value, verb: &BindingVerb) -> anyhow::Resu
             let s = find(node, sites, site)?;
             let mut bindings = bindings_of(s);
             if bindings.iter().any(|x| same_binding(x, &b)) {
-                anyhow::bail!("web site {site} already has the binding {url}");
+                bail!("web site {site} already has the binding {url}");
             }
             bindings.push(b);
             let tls = https_needs_tls(s, &bindings);
@@ -364,13 +313,13 @@ fn edit_binding(node: &str, web: &mut Value, verb: &BindingVerb) -> anyhow::Resu
             let mut bindings = bindings_of(s);
             let Some(i) = bindings.iter().position(|x| same_binding(x, &b)) else {
                 let have: Vec<String> = bindings.iter().map(binding_url).collect();
-                anyhow::bail!(
+                bail!(
                     "web site {site} has no binding {url}; its bindings are: {}",
                     have.join(", ")
                 );
             };
             if bindings.len() == 1 {
-                anyhow::bail!(
+                bail!(
                     "{url} is web site {site}'s only binding; a site needs one: add another \
                      first, or stop (`mote -n {node} web site stop {site}`) or remove the site"
                 );
@@ -398,9 +347,9 @@ const ANY: &str = "0.0.0.0";
 /// `scheme://HOST[:PORT]` → mote-web's binding: `*` listens on every
 /// address, an IP address on that one, a name on every address for that
 /// `Host`/SNI name. The port defaults to the scheme's.
-pub fn parse_binding(url: &str) -> anyhow::Result<Value> {
+fn parse_binding(url: &str) -> Result<Value, String> {
     let bad = |why: &str| {
-        anyhow::anyhow!(
+        format!(
             "binding {url:?}: {why}; write it as a URL such as http://*:8088, \
              https://host.example:443 or http://127.0.0.1:8080"
         )
@@ -487,128 +436,74 @@ fn same_binding(a: &Value, b: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
-    use mote_api::api::{ErrorBody, NodeSettings};
-
-    /// A node whose settings other writers change: before each of the first
-    /// writes, one of them stores its own site.
-    struct Racing {
-        settings: Mutex<VersionedSettings>,
-        others: Mutex<Vec<&'static str>>,
-        reads: Mutex<usize>,
-        refuse: Option<u16>,
+    fn run(web: &mut Value, argv: &[&str]) -> Result<Outcome, String> {
+        let m = CLI
+            .command()
+            .try_get_matches_from(std::iter::once("web").chain(argv.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        CLI.run("n1", &m, web)
     }
 
-    impl Racing {
-        fn new(others: &[&'static str]) -> Self {
-            Self {
-                settings: Mutex::new(VersionedSettings {
-                    version: 1,
-                    settings: NodeSettings::default(),
-                }),
-                others: Mutex::new(others.iter().rev().copied().collect()),
-                reads: Mutex::new(0),
-                refuse: None,
-            }
-        }
-
-        fn sites(&self) -> Vec<String> {
-            let s = self.settings.lock().unwrap();
-            let web = web_of(&s);
-            web["sites"]
-                .as_array()
-                .map(|a| a.iter().map(|s| str_of(s, "name")).collect())
-                .unwrap_or_default()
-        }
-    }
-
-    fn add(name: &str) -> SiteVerb {
-        SiteVerb::Add {
-            name: name.into(),
-            root: format!("/srv/{name}"),
-            bind: vec!["http://*:8088".into()],
-        }
-    }
-
-    impl SettingsApi for Racing {
-        async fn read(&self) -> Result<VersionedSettings, ClientError> {
-            *self.reads.lock().unwrap() += 1;
-            Ok(self.settings.lock().unwrap().clone())
-        }
-
-        async fn write_if(
-            &self,
-            patch: &Value,
-            version: u64,
-        ) -> Result<VersionedSettings, ClientError> {
-            let mut s = self.settings.lock().unwrap();
-            if let Some(status) = self.refuse {
-                return Err(ClientError::Status {
-                    status,
-                    body: ErrorBody::default(),
-                    retry_after: None,
-                });
-            }
-            if let Some(other) = self.others.lock().unwrap().pop() {
-                let mut web = web_of(&s);
-                edit_site("n1", &mut web, &add(other)).unwrap();
-                s.settings.roles.insert("web".into(), web);
-                s.version += 1;
-            }
-            if s.version != version {
-                return Err(ClientError::PreconditionFailed {
-                    current: Some(s.version),
-                    body: ErrorBody::default(),
-                });
-            }
-            s.settings
-                .roles
-                .insert("web".into(), patch["roles"]["web"].clone());
-            s.version += 1;
-            Ok(s.clone())
-        }
-    }
-
-    async fn add_blog(node: &Racing) -> anyhow::Result<(String, VersionedSettings)> {
-        change("n1", node, |web| edit_site("n1", web, &add("blog"))).await
-    }
-
-    #[tokio::test]
-    async fn a_write_from_a_stale_version_is_made_again_and_no_site_is_lost() {
-        let node = Racing::new(&["other1", "other2", "other3"]);
-        let (what, v) = add_blog(&node).await.unwrap();
-        assert_eq!(what, "web site blog added");
-        assert_eq!(node.sites(), ["other1", "other2", "other3", "blog"]);
-        assert_eq!(v.version, 5);
-        assert_eq!(*node.reads.lock().unwrap(), 4);
-    }
-
-    #[tokio::test]
-    async fn a_write_that_keeps_losing_gives_up_after_three_retries() {
-        let node = Racing::new(&["o1", "o2", "o3", "o4"]);
-        let err = format!("{:#}", add_blog(&node).await.unwrap_err());
-        assert!(err.contains("each of 4 tries"), "{err}");
-        assert!(err.contains("the node is now at version 5"), "{err}");
-        assert!(err.contains("run the command again"), "{err}");
-        assert_eq!(*node.reads.lock().unwrap(), 4);
-        assert_eq!(node.sites(), ["o1", "o2", "o3", "o4"]);
-    }
-
-    #[tokio::test]
-    async fn an_edit_that_no_longer_fits_fails_and_other_errors_are_not_retried() {
-        // The other writer added the same site: the edit made again fails.
-        let node = Racing::new(&["blog"]);
-        let err = format!("{:#}", add_blog(&node).await.unwrap_err());
-        assert!(err.contains("already exists"), "{err}");
-        assert_eq!(*node.reads.lock().unwrap(), 2);
-        // A refusal other than 412 ends it at once.
-        let node = Racing {
-            refuse: Some(422),
-            ..Racing::new(&[])
+    #[test]
+    fn sites_are_added_listed_stopped_and_removed() {
+        let mut web = json!({});
+        let out = run(
+            &mut web,
+            &[
+                "site",
+                "add",
+                "blog",
+                "--root",
+                "/srv/blog",
+                "--bind",
+                "https://blog.example",
+            ],
+        );
+        assert_eq!(
+            out,
+            Ok(Outcome::Changed(
+                "web site blog added (https with a self-signed certificate)".into()
+            ))
+        );
+        assert_eq!(web["sites"][0]["tls"], json!({"self_signed": true}));
+        let Ok(Outcome::Show { json, rows, .. }) = run(&mut web, &["site", "list"]) else {
+            panic!("a list shows");
         };
-        assert!(add_blog(&node).await.is_err());
-        assert_eq!(*node.reads.lock().unwrap(), 1);
+        assert_eq!(json[0]["enabled"], true);
+        assert_eq!(rows[0][2], "https://blog.example:443");
+        run(&mut web, &["site", "stop", "blog"]).unwrap();
+        assert_eq!(web["sites"][0]["enabled"], false);
+        let err = run(
+            &mut web,
+            &[
+                "site",
+                "add",
+                "blog",
+                "--root",
+                "/x",
+                "--bind",
+                "http://*:1",
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("already exists") && err.contains("mote -n n1 web site remove blog"),
+            "{err}"
+        );
+        let err = run(
+            &mut web,
+            &["binding", "remove", "blog", "https://blog.example"],
+        )
+        .unwrap_err();
+        assert!(err.contains("only binding"), "{err}");
+        run(&mut web, &["site", "remove", "blog"]).unwrap();
+        assert_eq!(web["sites"], json!([]));
+        let err = run(&mut web, &["site", "remove", "blog"]).unwrap_err();
+        assert!(
+            err.contains("no web site \"blog\"; there are no sites"),
+            "{err}"
+        );
     }
 
     #[test]

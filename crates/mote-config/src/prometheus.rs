@@ -1,11 +1,12 @@
-//! Per site figures ([`WebSitePerf`]) from the `mote_web_*` families of
-//! the packages' metrics text ([`crate::core::role_metrics`] fetches it).
-//! The parser reads only the exposition lines it needs (name, labels,
-//! value); comments and unknown families are skipped.
-
-use std::collections::BTreeMap;
-
-use mote_api::api::WebSitePerf;
+//! Reading the Prometheus text exposition format, as much as a role's
+//! [`crate::Role::performance`] needs to summarise its own metrics: sample
+//! lines (name, labels, value) and quantiles of a histogram's buckets.
+//!
+//! Written here rather than taken from a crate: a sample line is simple,
+//! roles read only the families they write themselves, and mote-config is
+//! linked into every binary of the image (PID 1 included), so a reader of
+//! a hundred lines beats another dependency. Anything it does not need
+//! (comments, timestamps, exemplars) is skipped, never an error.
 
 /// One sample line: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,61 +122,9 @@ pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     Some(lower + (upper - lower) * (rank - below) / inside)
 }
 
-/// Per site figures from mote-web's metrics text, by site name.
-pub fn sites(text: &str) -> Vec<WebSitePerf> {
-    let mut out: BTreeMap<String, WebSitePerf> = BTreeMap::new();
-    let mut hist: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for s in text.lines().filter_map(parse_line) {
-        let Some(site) = s.label("site").map(str::to_string) else {
-            continue;
-        };
-        let v = s.value.max(0.0) as u64;
-        match s.name.as_str() {
-            "mote_web_requests_total" => out.entry(site).or_default().requests = v,
-            "mote_web_sent_bytes_total" => out.entry(site).or_default().sent_bytes = v,
-            "mote_web_responses_total" => {
-                let e = out.entry(site).or_default();
-                match s.label("class") {
-                    Some("1xx") => e.status_1xx = v,
-                    Some("2xx") => e.status_2xx = v,
-                    Some("3xx") => e.status_3xx = v,
-                    Some("4xx") => e.status_4xx = v,
-                    Some("5xx") => e.status_5xx = v,
-                    _ => {}
-                }
-            }
-            "mote_web_request_duration_seconds_bucket" => {
-                let le = match s.label("le") {
-                    Some("+Inf") => f64::INFINITY,
-                    Some(x) => match x.parse() {
-                        Ok(x) => x,
-                        Err(_) => continue,
-                    },
-                    None => continue,
-                };
-                out.entry(site.clone()).or_default();
-                hist.entry(site).or_default().push((le, s.value));
-            }
-            _ => {}
-        }
-    }
-    for (name, e) in out.iter_mut() {
-        e.site = name.clone();
-        if let Some(b) = hist.get(name) {
-            e.latency_p50_ms = quantile(0.5, b).map(|s| s * 1000.0);
-            e.latency_p99_ms = quantile(0.99, b).map(|s| s * 1000.0);
-        }
-    }
-    out.into_values().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Real `mote-web --metrics` output: one site, a 200 and a 404, both
-    /// under 0.5 ms.
-    pub const SAMPLE: &str = include_str!("../../tests/web_metrics_sample.txt");
 
     #[test]
     fn parses_lines() {
@@ -201,18 +150,5 @@ mod tests {
             quantile(0.5, &[(5.0, 0.0), (f64::INFINITY, 3.0)]),
             Some(5.0)
         );
-    }
-
-    #[test]
-    fn reads_mote_webs_real_output() {
-        let v = sites(SAMPLE);
-        assert_eq!(v.len(), 1, "{v:?}");
-        let s = &v[0];
-        assert_eq!(s.requests, 2);
-        assert_eq!(s.status_2xx + s.status_4xx, 2);
-        assert!(s.sent_bytes > 0);
-        let p50 = s.latency_p50_ms.unwrap();
-        let p99 = s.latency_p99_ms.unwrap();
-        assert!(p50 > 0.0 && p50 <= p99 && p99 <= 5000.0, "{p50} {p99}");
     }
 }
