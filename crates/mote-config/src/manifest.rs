@@ -73,7 +73,8 @@ impl Manifest {
 pub struct Image {
     /// Image name; also the node's name in `mote list`.
     pub name: String,
-    /// Output formats; `initrd` (kernel + initramfs) is the only one today.
+    /// Output formats: `initrd` (kernel + initramfs, always), `uki`, and the
+    /// disks `raw`, `qcow2`, `vhdx`, `vhd`.
     #[serde(default = "default_outputs")]
     pub outputs: Vec<Output>,
 }
@@ -87,8 +88,43 @@ fn default_outputs() -> Vec<Output> {
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Output {
-    /// `vmlinuz` + `initrd.img` for direct kernel boot.
+    /// `vmlinuz` + `initrd.img` for direct kernel boot (always written: the
+    /// other outputs are made from it).
     Initrd,
+    /// `NAME.efi`: a Unified Kernel Image (kernel, initramfs, command line,
+    /// os-release in one EFI program).
+    Uki,
+    /// `NAME.raw`: a GPT disk (ESP with the UKI, state partition).
+    Raw,
+    /// `NAME.qcow2`: the disk as QEMU's qcow2 (libvirt, Proxmox, OpenStack).
+    Qcow2,
+    /// `NAME.vhdx`: the disk as a dynamic VHDX (Hyper-V generation 2).
+    Vhdx,
+    /// `NAME.vhd`: the disk as a fixed VHD (Azure); UEFI only.
+    Vhd,
+}
+
+impl Output {
+    /// The file extension of this output (`None` for `initrd`, whose files
+    /// are `vmlinuz` and `initrd.img`).
+    pub fn extension(self) -> Option<&'static str> {
+        match self {
+            Output::Initrd => None,
+            Output::Uki => Some("efi"),
+            Output::Raw => Some("raw"),
+            Output::Qcow2 => Some("qcow2"),
+            Output::Vhdx => Some("vhdx"),
+            Output::Vhd => Some("vhd"),
+        }
+    }
+
+    /// Whether this output is a disk (needs the GPT layout).
+    pub fn is_disk(self) -> bool {
+        matches!(
+            self,
+            Output::Raw | Output::Qcow2 | Output::Vhdx | Output::Vhd
+        )
+    }
 }
 
 /// `[kernel]`: where the kernel comes from and which drivers go in.

@@ -175,7 +175,14 @@ macro_rules! keyword_serde {
 keyword_serde!(Policy { "deny" => Deny, "allow" => Allow });
 keyword_serde!(Protocol { "tcp" => Tcp, "udp" => Udp });
 keyword_serde!(RestartPolicy { "always" => Always, "on-failure" => OnFailure, "never" => Never });
-keyword_serde!(Output { "initrd" => Initrd });
+keyword_serde!(Output {
+    "initrd" => Initrd,
+    "uki" => Uki,
+    "raw" => Raw,
+    "qcow2" => Qcow2,
+    "vhdx" => Vhdx,
+    "vhd" => Vhd,
+});
 
 /// A value parsed from a string, with an error that says what is allowed
 /// (the standard library's address parsers only say "invalid IP address syntax").

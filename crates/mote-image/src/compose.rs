@@ -95,6 +95,19 @@ pub fn build(
             .map_err(io_error("writing", path))
     })?;
 
+    let outputs = crate::outputs::write(
+        &crate::outputs::Parts {
+            name: &inputs.manifest.image.name,
+            out_dir,
+            vmlinuz: &out_dir.join("vmlinuz"),
+            initrd: &out_dir.join("initrd.img"),
+            cmdline: &cmdline,
+            kernel_version: &kernel.version,
+            epoch: u64::from(mtime),
+        },
+        &inputs.manifest.image.outputs,
+        progress,
+    )?;
     let report = BuildReport {
         manifest: ManifestReport {
             path: inputs.manifest_path.to_path_buf(),
@@ -117,6 +130,7 @@ pub fn build(
             .collect(),
         modules: modules.iter().map(|m| m.name.clone()).collect(),
         sizes,
+        outputs,
         build_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
     let json = serde_json::to_vec_pretty(&report).unwrap_or_default();

@@ -18,6 +18,18 @@ pub enum ImageBuildError {
         source: io::Error,
     },
 
+    /// The UKI could not be made.
+    #[error("the UKI: {0}")]
+    Uki(#[from] crate::uki::UkiError),
+
+    /// The GPT disk could not be made.
+    #[error("the disk: {0}")]
+    Disk(#[from] crate::disk::DiskError),
+
+    /// A disk format could not be written.
+    #[error("the disk format: {0}")]
+    Format(#[from] crate::formats::FormatError),
+
     /// The bin dir has no `mote-init`.
     #[error(
         "{} not found: the image's /init is the static mote-init; run `cargo build --release` first \

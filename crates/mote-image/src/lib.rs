@@ -9,7 +9,9 @@
 //! | `vmlinuz` | the kernel, copied |
 //! | `initrd.img` | the root file system: two zstd-compressed cpio archives, concatenated |
 //! | `cmdline` | the kernel command line ([`kernel_cmdline`]) |
-//! | `build.json` | the [`BuildReport`]: inputs, files, modules, sizes |
+//! | `build.json` | the [`BuildReport`]: inputs, files, modules, sizes, outputs |
+//! | `NAME.efi` | with `uki` in `[image] outputs`: the Unified Kernel Image ([`uki`]) |
+//! | `NAME.raw`, `.qcow2`, `.vhdx`, `.vhd` | the GPT disk ([`disk`]) in each format asked for ([`formats`]) |
 //!
 //! The first archive is the userland: `/init` (the static `mote-init`), the
 //! directories PID 1 mounts on, `/dev/console` (so the kernel can give PID 1
@@ -37,7 +39,7 @@
 //!   each output is written to a temporary file and renamed into place.
 //!
 //! # Limits
-//! Only the initrd output exists (no disk images yet); packages come from
+//! Disks boot with UEFI only (no BIOS boot loader); packages come from
 //! files or are the roles built with mote (no repositories yet); cpio
 //! limits a file to 4 GiB; host
 //! file names must be UTF-8; hard links in copied directories become copies;
@@ -69,14 +71,20 @@
 
 mod compose;
 pub mod cpio;
+pub mod disk;
 mod elf;
 mod error;
+pub mod formats;
 mod layout;
+mod outputs;
 mod packages;
 mod report;
+mod tools;
+pub mod uki;
 
 pub use compose::{build, BuildInputs};
 pub use error::ImageBuildError;
+pub use outputs::OutputReport;
 pub use packages::{installed, Origin, PackageReport};
 pub use report::{BuildReport, FileReport, KernelReport, ManifestReport, Sizes};
 

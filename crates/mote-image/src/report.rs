@@ -22,6 +22,9 @@ pub struct BuildReport {
     pub modules: Vec<String>,
     /// Sizes in bytes.
     pub sizes: Sizes,
+    /// The UKI and disk files written, with their digests.
+    #[serde(default)]
+    pub outputs: Vec<crate::OutputReport>,
     /// Wall time of `build`, in milliseconds: the only field that differs
     /// between two builds of the same inputs.
     pub build_ms: u64,

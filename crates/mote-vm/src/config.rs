@@ -27,6 +27,12 @@ pub struct RunConfig {
     /// Ports forwarded from 127.0.0.1 on the host into the guest (user-mode
     /// network only).
     pub forwards: Vec<Forward>,
+    /// Boot this GPT disk (`.raw`, `.qcow2`, `.vhdx`, `.vhd` from `mote
+    /// build`) under UEFI firmware instead of the image directory's kernel
+    /// and initramfs. The disk is used in place, as a hypervisor uses it: it
+    /// holds the node's state partition, so there is no separate state disk,
+    /// and the machine is `pc` (microvm has no UEFI).
+    pub disk: Option<PathBuf>,
     /// The state disk; `None` is `state.img` in the node's directory.
     pub state_disk: Option<PathBuf>,
     /// Size of a state disk created on first use, in MiB.
@@ -56,6 +62,7 @@ impl RunConfig {
             cpus: 1,
             net: NetMode::User,
             forwards: Vec::new(),
+            disk: None,
             state_disk: None,
             state_disk_mib: 256,
             log: None,

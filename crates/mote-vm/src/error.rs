@@ -35,6 +35,18 @@ pub enum VmError {
         /// The missing file.
         path: PathBuf,
     },
+    /// The disk to boot is not a format mote knows by its extension.
+    #[error("{path}: not a disk mote boots; give a .raw, .qcow2, .vhdx or .vhd that `mote build --format` wrote")]
+    DiskFormat {
+        /// The disk.
+        path: PathBuf,
+    },
+    /// No UEFI firmware to boot a disk with.
+    #[error("no UEFI firmware (looked for {looked}): apt-get install ovmf")]
+    FirmwareMissing {
+        /// Where it looked.
+        looked: String,
+    },
     /// Reading or writing a file failed.
     #[error("cannot {action} {path}")]
     File {

@@ -17,7 +17,7 @@ use crate::accel::{probe_accel, Accel, QEMU};
 use crate::config::{AccelChoice, Forward, Machine, Protocol, RunConfig};
 use crate::error::VmError;
 use crate::net::{mac_address, NetMode};
-use crate::qemu::{host_tsc_khz, kernel_cmdline, qemu_args, LaunchPlan, Netdev};
+use crate::qemu::{host_tsc_khz, kernel_cmdline, qemu_args, Boot, LaunchPlan, Netdev};
 use crate::ready::{classify, report, ConsoleEvent, LogTail, ReadyReport, POLL};
 use crate::registry::{self, RunRecord};
 use crate::tap::{self, Backend, TAP_FD};
@@ -68,13 +68,31 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
     check_sizes(cfg)?;
     let image_dir = absolute(&cfg.image_dir)?;
     let [kernel, initrd, cmdline] = ["vmlinuz", "initrd.img", "cmdline"].map(|f| image_dir.join(f));
-    for file in [&kernel, &initrd, &cmdline] {
-        if !file.is_file() {
-            return Err(VmError::ImageMissing { path: file.clone() });
+    let disk = match &cfg.disk {
+        Some(disk) => Some(absolute(disk)?),
+        None => None,
+    };
+    let disk_format = match &disk {
+        Some(disk) if !disk.is_file() => return Err(VmError::ImageMissing { path: disk.clone() }),
+        Some(disk) => Some(disk_format(disk)?),
+        None => None,
+    };
+    let image_cmdline = if disk.is_some() {
+        String::new()
+    } else {
+        for file in [&kernel, &initrd, &cmdline] {
+            if !file.is_file() {
+                return Err(VmError::ImageMissing { path: file.clone() });
+            }
         }
-    }
-    let image_cmdline =
-        std::fs::read_to_string(&cmdline).map_err(|e| VmError::file("read", &cmdline, e))?;
+        std::fs::read_to_string(&cmdline).map_err(|e| VmError::file("read", &cmdline, e))?
+    };
+    // Firmware boots a disk; microvm has none, so a disk runs on `pc`.
+    let machine = if disk.is_some() {
+        Machine::Pc
+    } else {
+        cfg.machine
+    };
     let qemu = tools::find(QEMU).ok_or(VmError::ProgramMissing {
         program: QEMU,
         fix: "apt-get install qemu-system-x86",
@@ -104,11 +122,18 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
     let forwards = resolve_forwards(&cfg.forwards)?;
     let (accel, notice) = resolve_accel(cfg.accel)?;
 
-    let state_disk = match &cfg.state_disk {
-        Some(path) => absolute(path)?,
-        None => dir.join("state.img"),
+    let state_disk = match (&disk, &cfg.state_disk) {
+        (Some(disk), _) => disk.clone(),
+        (None, Some(path)) => absolute(path)?,
+        (None, None) => dir.join("state.img"),
     };
-    ensure_state_disk(&state_disk, cfg.state_disk_mib)?;
+    let firmware = match &disk {
+        Some(_) => Some(firmware(&dir)?),
+        None => {
+            ensure_state_disk(&state_disk, cfg.state_disk_mib)?;
+            None
+        }
+    };
     let serial_log = match &cfg.log {
         Some(path) => absolute(path)?,
         None => dir.join("serial.log"),
@@ -133,7 +158,7 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         let _ = std::fs::remove_file(socket);
     }
 
-    let tsc_khz = match (cfg.machine, &accel) {
+    let tsc_khz = match (machine, &accel) {
         (Machine::Microvm, Accel::Tcg { .. }) => host_tsc_khz(),
         _ => None,
     };
@@ -148,18 +173,29 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         Backend::NamedTap { ifname } => Netdev::Tap(ifname),
         Backend::Helper { bridge } => Netdev::Bridge(bridge),
     };
+    let boot = match (&firmware, disk_format) {
+        (Some((code, vars)), Some(format)) => Boot::Uefi {
+            code: utf8(code)?,
+            vars: utf8(vars)?,
+            disk: utf8(&state_disk)?,
+            format,
+        },
+        _ => Boot::Direct {
+            kernel: utf8(&kernel)?,
+            initrd: utf8(&initrd)?,
+            append: &append,
+            state_disk: utf8(&state_disk)?,
+        },
+    };
     let plan = LaunchPlan {
         name: &cfg.name,
-        machine: cfg.machine,
+        machine,
         accel: &accel,
         memory_mib: cfg.memory_mib,
         cpus: cfg.cpus,
-        kernel: utf8(&kernel)?,
-        initrd: utf8(&initrd)?,
-        append: &append,
+        boot,
         net,
         mac: &mac,
-        state_disk: utf8(&state_disk)?,
         serial_socket: utf8(&serial_socket)?,
         serial_log: utf8(&serial_log)?,
         qmp_socket: utf8(&qmp_socket)?,
@@ -201,7 +237,7 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         serial_socket,
         serial_log: serial_log.clone(),
         state_disk,
-        machine: cfg.machine,
+        machine,
         accel: accel.as_str().to_string(),
         started_unix_ms: registry::millis_since_epoch(started),
     };
@@ -559,6 +595,53 @@ fn resolve_accel(choice: AccelChoice) -> Result<(Accel, Option<String>), VmError
 /// under a temporary name and renamed, so an interrupted creation leaves no
 /// half-made disk, and readable by its owner only (it will hold the node's
 /// keys). An existing disk is used as it is.
+/// QEMU's block driver for a disk, by its extension.
+fn disk_format(disk: &Path) -> Result<&'static str, VmError> {
+    match disk.extension().and_then(|e| e.to_str()) {
+        Some("raw" | "img") => Ok("raw"),
+        Some("qcow2") => Ok("qcow2"),
+        Some("vhdx") => Ok("vhdx"),
+        Some("vhd") => Ok("vpc"),
+        _ => Err(VmError::DiskFormat {
+            path: disk.to_path_buf(),
+        }),
+    }
+}
+
+/// Debian's OVMF builds (`ovmf`), newest layout first: (code, variables
+/// template).
+const FIRMWARE: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+];
+
+/// The firmware code and the node's own variable store (`efivars.fd` in
+/// its directory, copied from the template once: like a machine's NVRAM,
+/// it keeps boot entries across runs).
+fn firmware(dir: &Path) -> Result<(PathBuf, PathBuf), VmError> {
+    let (code, template) = FIRMWARE
+        .iter()
+        .find(|(code, vars)| Path::new(code).is_file() && Path::new(vars).is_file())
+        .ok_or_else(|| VmError::FirmwareMissing {
+            looked: FIRMWARE
+                .iter()
+                .map(|(code, _)| *code)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let vars = dir.join("efivars.fd");
+    if !vars.is_file() {
+        std::fs::copy(template, &vars).map_err(|e| VmError::file("create", &vars, e))?;
+    }
+    Ok((PathBuf::from(code), vars))
+}
+
 pub(crate) fn ensure_state_disk(path: &Path, mib: u32) -> Result<(), VmError> {
     if path.exists() {
         return Ok(());

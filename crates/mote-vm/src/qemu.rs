@@ -17,6 +17,25 @@ pub(crate) enum Netdev<'a> {
     Bridge(&'a str),
 }
 
+/// How the guest starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Boot<'a> {
+    /// QEMU loads the kernel and initramfs itself; the state disk is apart.
+    Direct {
+        kernel: &'a str,
+        initrd: &'a str,
+        append: &'a str,
+        state_disk: &'a str,
+    },
+    /// UEFI firmware boots the disk's UKI; the disk holds the state.
+    Uefi {
+        code: &'a str,
+        vars: &'a str,
+        disk: &'a str,
+        format: &'a str,
+    },
+}
+
 /// Everything resolved that the command line needs. Paths are UTF-8 already.
 #[derive(Debug, Clone)]
 pub(crate) struct LaunchPlan<'a> {
@@ -25,12 +44,9 @@ pub(crate) struct LaunchPlan<'a> {
     pub accel: &'a Accel,
     pub memory_mib: u32,
     pub cpus: u32,
-    pub kernel: &'a str,
-    pub initrd: &'a str,
-    pub append: &'a str,
+    pub boot: Boot<'a>,
     pub net: Netdev<'a>,
     pub mac: &'a str,
-    pub state_disk: &'a str,
     pub serial_socket: &'a str,
     pub serial_log: &'a str,
     pub qmp_socket: &'a str,
@@ -73,14 +89,20 @@ pub(crate) fn qemu_args(plan: &LaunchPlan<'_>) -> Vec<String> {
         "-smp",
         &plan.cpus.to_string(),
     ]);
-    push(&[
-        "-kernel",
-        plan.kernel,
-        "-initrd",
-        plan.initrd,
-        "-append",
-        plan.append,
-    ]);
+    if let Boot::Direct {
+        kernel,
+        initrd,
+        append,
+        ..
+    } = plan.boot
+    {
+        push(&["-kernel", kernel, "-initrd", initrd, "-append", append]);
+    }
+    if let Boot::Uefi { code, vars, .. } = plan.boot {
+        let code = format!("if=pflash,format=raw,unit=0,readonly=on,file={}", esc(code));
+        let vars = format!("if=pflash,format=raw,unit=1,file={}", esc(vars));
+        push(&["-drive", &code, "-drive", &vars]);
+    }
     let serial = format!(
         "socket,id=ser0,path={},server=on,wait=off,logfile={}",
         esc(plan.serial_socket),
@@ -113,16 +135,26 @@ pub(crate) fn qemu_args(plan: &LaunchPlan<'_>) -> Vec<String> {
         "-device",
         &format!("{net_device},netdev=n0,mac={}", plan.mac),
     ]);
+    let (file, format, device) = match plan.boot {
+        Boot::Direct { state_disk, .. } => (state_disk, "raw", format!("{blk_device},drive=state")),
+        Boot::Uefi { disk, format, .. } => (
+            disk,
+            format,
+            format!("{blk_device},drive=state,bootindex=0"),
+        ),
+    };
+    // A fixed VHD's size is its footer's, as Hyper-V and Azure read it;
+    // QEMU would otherwise round it down to the CHS geometry.
+    let size_calc = if format == "vpc" {
+        ",force_size_calc=current_size"
+    } else {
+        ""
+    };
     let drive = format!(
-        "file={},if=none,format=raw,id=state,cache=writeback",
-        esc(plan.state_disk)
+        "file={},if=none,format={format}{size_calc},id=state,cache=writeback",
+        esc(file)
     );
-    push(&[
-        "-drive",
-        &drive,
-        "-device",
-        &format!("{blk_device},drive=state"),
-    ]);
+    push(&["-drive", &drive, "-device", &device]);
     // Host entropy: without it a fresh guest's pool can stay uninitialised
     // for minutes, and static binaries whose getrandom falls back to polling
     // /dev/random (the getrandom crate does, lacking a dynamic libc symbol)
@@ -200,12 +232,14 @@ mod tests {
             accel,
             memory_mib: 256,
             cpus: 1,
-            kernel: "/img/vmlinuz",
-            initrd: "/img/initrd.img",
-            append: "console=ttyS0 quiet panic=-1",
+            boot: Boot::Direct {
+                kernel: "/img/vmlinuz",
+                initrd: "/img/initrd.img",
+                append: "console=ttyS0 quiet panic=-1",
+                state_disk: "/s/nodes/web01/state.img",
+            },
             net: Netdev::User(forwards),
             mac: "52:54:b9:81:fc:0e",
-            state_disk: "/s/nodes/web01/state.img",
             serial_socket: "/s/nodes/web01/serial.sock",
             serial_log: "/s/nodes/web01/serial.log",
             qmp_socket: "/s/nodes/web01/qmp.sock",
@@ -308,10 +342,44 @@ virtio-rng-device";
     }
 
     #[test]
+    fn a_disk_boots_from_firmware_with_no_kernel_and_no_second_disk() {
+        let tcg = Accel::Tcg { reason: "x".into() };
+        let mut p = plan(Machine::Pc, &tcg, &[]);
+        p.boot = Boot::Uefi {
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            vars: "/s/nodes/web01/efivars.fd",
+            disk: "/out/web01.qcow2",
+            format: "qcow2",
+        };
+        let args = qemu_args(&p).join(" ");
+        assert!(
+            !args.contains("-kernel") && !args.contains("-initrd"),
+            "{args}"
+        );
+        assert!(
+            args.contains(
+                "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+                 -drive if=pflash,format=raw,unit=1,file=/s/nodes/web01/efivars.fd"
+            ),
+            "{args}"
+        );
+        assert!(
+            args.contains(
+                "-drive file=/out/web01.qcow2,if=none,format=qcow2,id=state,cache=writeback \
+                 -device virtio-blk-pci,drive=state,bootindex=0"
+            ),
+            "{args}"
+        );
+        assert_eq!(args.matches("-drive file=").count(), 1, "{args}");
+    }
+
+    #[test]
     fn commas_in_paths_are_escaped() {
         let tcg = Accel::Tcg { reason: "x".into() };
         let mut p = plan(Machine::Pc, &tcg, &[]);
-        p.state_disk = "/a,b/state.img";
+        if let Boot::Direct { state_disk, .. } = &mut p.boot {
+            *state_disk = "/a,b/state.img";
+        }
         let args = qemu_args(&p);
         assert!(
             args.iter()

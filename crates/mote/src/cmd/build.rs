@@ -20,6 +20,11 @@ pub struct Args {
     /// Output directory [default: out/IMAGE_NAME]
     #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Outputs to write instead of the manifest's `[image] outputs`
+    /// (repeat or separate with commas): initrd, uki, raw, qcow2, vhdx, vhd.
+    /// Disks are written as DIR/NAME.raw, DIR/NAME.qcow2, …
+    #[arg(long, value_name = "FORMAT", value_delimiter = ',', value_parser = parse_output)]
+    format: Vec<mote_config::Output>,
     #[command(flatten)]
     pub bins: BinDir,
     /// Print the build report as JSON.
@@ -51,6 +56,7 @@ impl BinDir {
 pub fn build(
     manifest_path: &Path,
     out: Option<&Path>,
+    formats: &[mote_config::Output],
     bins: &BinDir,
     quiet: bool,
 ) -> anyhow::Result<(PathBuf, mote_image::BuildReport)> {
@@ -58,7 +64,10 @@ pub fn build(
     let text = std::fs::read_to_string(manifest_path)
         .with_context(|| format!("reading the manifest {}", manifest_path.display()))
         .code(Code::InvalidInput)?;
-    let manifest = mote_config::parse_with(&text, manifest_path, mote_roles::ALL)?;
+    let mut manifest = mote_config::parse_with(&text, manifest_path, mote_roles::ALL)?;
+    if !formats.is_empty() {
+        manifest.image.outputs = formats.to_vec();
+    }
     let out_dir = out.map_or_else(
         || PathBuf::from("out").join(&manifest.image.name),
         Path::to_path_buf,
@@ -93,7 +102,13 @@ pub fn build(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (out_dir, report) = build(&args.manifest, args.out.as_deref(), &args.bins, args.json)?;
+    let (out_dir, report) = build(
+        &args.manifest,
+        args.out.as_deref(),
+        &args.format,
+        &args.bins,
+        args.json,
+    )?;
     if args.json {
         return output::json(&report);
     }
@@ -107,6 +122,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             vec!["  modules".into(), output::size(sizes.modules_compressed)],
         ],
     );
+    if !report.outputs.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = report
+            .outputs
+            .iter()
+            .map(|o| {
+                vec![
+                    out_dir.join(&o.file).display().to_string(),
+                    output::size(o.bytes),
+                    o.virtual_size.map(output::size).unwrap_or_default(),
+                    o.sha256[..16].to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["output", "file size", "disk size", "sha256"], &rows);
+    }
     println!("boot it with: mote run {}", out_dir.display());
+    if let Some(disk) = report.outputs.iter().find(|o| o.virtual_size.is_some()) {
+        println!(
+            "or boot the disk under UEFI: mote run {}",
+            out_dir.join(&disk.file).display()
+        );
+    }
     Ok(())
+}
+
+fn parse_output(word: &str) -> Result<mote_config::Output, String> {
+    serde_json::from_value(serde_json::Value::String(word.to_string())).map_err(|_| {
+        format!(
+            "unknown format {word:?}; allowed: {}",
+            mote_config::Output::WORDS.join(", ")
+        )
+    })
 }

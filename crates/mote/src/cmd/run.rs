@@ -14,11 +14,15 @@ use crate::output;
 
 /// Boot an image under QEMU (KVM when a probe shows it really runs a guest,
 /// else TCG with a notice), wait for the node's ready line and print where
-/// the boot time went. Given a manifest, build it first. In the foreground
-/// the serial console is shown and Ctrl-C powers the node off in order.
+/// the boot time went. Given a manifest, build it first. Given a disk
+/// (`.raw`, `.qcow2`, `.vhdx`, `.vhd` from `mote build --format`), boot it
+/// under UEFI firmware (OVMF), in place: the disk keeps the node's state.
+/// In the foreground the serial console is shown and Ctrl-C powers the node
+/// off in order.
 #[derive(clap::Args)]
 pub struct Args {
-    /// An image directory from `mote build`, or a manifest to build first.
+    /// An image directory from `mote build`, a manifest to build first, or
+    /// a disk to boot under UEFI.
     target: PathBuf,
     /// Node name [default: the image directory's name]
     #[arg(long)]
@@ -123,20 +127,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ))
         .code(Code::Usage);
     }
-    let image_dir = if args.target.is_file() {
-        build::build(&args.target, None, &args.bins, args.json)?.0
+    let disk = is_disk(&args.target).then(|| args.target.clone());
+    let image_dir = if let Some(disk) = &disk {
+        // A disk from `mote build` sits beside its build.json.
+        disk.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+    } else if args.target.is_file() {
+        build::build(&args.target, None, &[], &args.bins, args.json)?.0
     } else {
         args.target.clone()
     };
-    let name = match &args.name {
-        Some(name) => name.clone(),
-        None => image_dir
+    let name = match (&args.name, &disk) {
+        (Some(name), _) => name.clone(),
+        (None, Some(disk)) => disk
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("cannot name the node after its disk; pass --name")?,
+        (None, None) => image_dir
             .canonicalize()
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .context("cannot name the node after its image directory; pass --name")?,
     };
     let mut cfg = RunConfig::new(&name, &image_dir);
+    cfg.disk = disk;
     cfg.net = args.net.clone();
     cfg.forwards = args.forwards.clone();
     let mgmt_port = args
@@ -329,6 +344,16 @@ fn print_ready(ready: &Ready<'_>, detached: bool) {
 
 /// The management port the image's settings ask for (`build.json`
 /// `management.port`, when present), else 5986.
+/// A disk `mote build` writes, told by its extension (a manifest is
+/// `.toml`).
+fn is_disk(target: &std::path::Path) -> bool {
+    target.is_file()
+        && matches!(
+            target.extension().and_then(|e| e.to_str()),
+            Some("raw" | "qcow2" | "vhdx" | "vhd")
+        )
+}
+
 fn image_management_port(image_dir: &std::path::Path) -> u16 {
     std::fs::read(image_dir.join("build.json"))
         .ok()
