@@ -8,7 +8,8 @@
 //!    any link is up;
 //! 5. then two branches at once:
 //!    - `network` — loopback and each interface (static, DHCPv4, SLAAC);
-//!    - `state` — the state disk on `/state`, the event log moves onto it;
+//!    - `state` — the state disk on `/state`, grown first when its disk
+//!      was enlarged, the event log moves onto it;
 //!      `first-boot` — once per node, remembered on the state disk;
 //!      `services` — started in dependency order and supervised;
 //! 6. ready — one `mote: ready …` line on the console, when both are done.
@@ -25,7 +26,7 @@
 //! Every phase logs its failures as events and the boot goes on: a bad
 //! setting costs that setting, never the node.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ use crate::events::Events;
 use crate::first_boot::{self, Outcome};
 use crate::power::{self, Action};
 use crate::supervisor::{self as sup, Limits, Reaper, State, Supervisor};
-use crate::{console, management, net, packages, state, system};
+use crate::{console, grow, management, net, packages, state, system};
 
 /// Node settings baked into the image.
 pub const SETTINGS: &str = "/etc/mote/settings.json";
@@ -368,7 +369,8 @@ async fn reinstate_packages(node: &Node, events: &Events) {
 /// Mount the state disk and move the event log onto it; `None` without one.
 async fn mount_state(events: &Events) -> Option<&'static Path> {
     match state::mount_state_disk(Duration::from_secs(2)).await {
-        Ok(_) => {
+        Ok(device) => {
+            grow_state(device, events).await;
             let log_dir = Path::new(state::MOUNT_POINT).join("log");
             let _ = std::fs::create_dir_all(&log_dir);
             if let Err(e) = events.persist_to(&log_dir) {
@@ -383,6 +385,21 @@ async fn mount_state(events: &Events) -> Option<&'static Path> {
             events.warn("init", why);
             None
         }
+    }
+}
+
+/// Grow the state partition and its file system into an enlarged disk,
+/// before anything is written there; on failure the disk keeps its size.
+async fn grow_state(device: PathBuf, events: &Events) {
+    let done = tokio::task::spawn_blocking(move || {
+        grow::grow_state_disk(&device, Path::new(state::MOUNT_POINT))
+    })
+    .await;
+    match done {
+        Ok(Ok(Some(line))) => events.info("init", line),
+        Ok(Ok(None)) => {}
+        Ok(Err(why)) => events.warn("init", format!("state: {why}; it keeps its size")),
+        Err(_) => events.warn("init", "state: growing the disk stopped; it keeps its size"),
     }
 }
 

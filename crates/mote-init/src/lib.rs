@@ -13,6 +13,7 @@ pub mod console;
 pub mod control;
 pub mod events;
 pub mod first_boot;
+mod grow;
 pub mod management;
 pub mod net;
 pub mod package_store;
