@@ -5,7 +5,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-/// (program that proves it is there, Debian package that brings it)
+/// (program, or absolute path of a file, that proves it is there; Debian
+/// package that brings it)
 pub type Need = (&'static str, &'static str);
 
 /// For `cargo xtask demo`.
@@ -35,9 +36,20 @@ pub const TEST: &[Need] = &[
     ("kill", "procps"),
     ("minisign", "minisign"),
     ("openssl", "openssl"),
+    ("qemu-img", "qemu-utils"),
+    ("e2fsck", "e2fsprogs"),
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+    (
+        "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        "systemd-boot-efi",
+    ),
+    ("objdump", "binutils"),
 ];
 
 fn have(program: &str) -> bool {
+    if program.starts_with('/') {
+        return std::path::Path::new(program).exists();
+    }
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
