@@ -44,6 +44,8 @@ pub const TEST: &[Need] = &[
         "systemd-boot-efi",
     ),
     ("objdump", "binutils"),
+    ("osslsigncode", "osslsigncode"),
+    ("sgdisk", "gdisk"),
 ];
 
 fn have(program: &str) -> bool {

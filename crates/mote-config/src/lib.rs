@@ -57,7 +57,7 @@
 //!     .unwrap_err();
 //! assert_eq!(
 //!     err.to_string(),
-//!     "bad.toml:3:1: image.bogus: found unknown key \"bogus\"; allowed: \"name\", \"outputs\""
+//!     "bad.toml:3:1: image.bogus: found unknown key \"bogus\"; allowed: \"name\", \"outputs\", \"secure_boot\""
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -82,7 +82,9 @@ mod validate;
 pub use error::{Located, ManifestError};
 pub use invalid::Invalid;
 pub use load::{load, load_with, parse, parse_with};
-pub use manifest::{FileCopy, Image, Kernel, Manifest, Output, Packages, DEFAULT_KERNEL_PACKAGE};
+pub use manifest::{
+    FileCopy, Image, Kernel, Manifest, Output, Packages, SecureBoot, DEFAULT_KERNEL_PACKAGE,
+};
 pub use parse::{parse_mode, parse_owner, parse_user, ValueError};
 pub use password::PasswordError;
 pub use role::{

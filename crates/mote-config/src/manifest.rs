@@ -77,6 +77,23 @@ pub struct Image {
     /// disks `raw`, `qcow2`, `vhdx`, `vhd`.
     #[serde(default = "default_outputs")]
     pub outputs: Vec<Output>,
+    /// Sign the UKI for UEFI Secure Boot with this key and certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<SecureBoot>,
+}
+
+/// `[image] secure_boot`: the key and certificate that sign the UKI
+/// (Authenticode, as firmware checks it). Paths are relative to the
+/// manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SecureBoot {
+    /// The private key, PEM (RSA, as UEFI requires), not encrypted.
+    pub key: std::path::PathBuf,
+    /// Its X.509 certificate, PEM; the firmware's `db` must hold it or
+    /// its issuer.
+    pub cert: std::path::PathBuf,
 }
 
 fn default_outputs() -> Vec<Output> {

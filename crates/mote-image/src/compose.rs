@@ -104,6 +104,12 @@ pub fn build(
             cmdline: &cmdline,
             kernel_version: &kernel.version,
             epoch: u64::from(mtime),
+            secure_boot: inputs
+                .manifest
+                .image
+                .secure_boot
+                .as_ref()
+                .map(|sb| (manifest_dir.join(&sb.key), manifest_dir.join(&sb.cert))),
         },
         &inputs.manifest.image.outputs,
         progress,

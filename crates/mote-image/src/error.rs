@@ -22,6 +22,10 @@ pub enum ImageBuildError {
     #[error("the UKI: {0}")]
     Uki(#[from] crate::uki::UkiError),
 
+    /// The UKI could not be signed.
+    #[error("signing the UKI for Secure Boot: {0}")]
+    Sign(#[from] crate::sign::SignError),
+
     /// The GPT disk could not be made.
     #[error("the disk: {0}")]
     Disk(#[from] crate::disk::DiskError),

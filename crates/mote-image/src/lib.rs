@@ -79,6 +79,7 @@ mod layout;
 mod outputs;
 mod packages;
 mod report;
+mod sign;
 mod tools;
 pub mod uki;
 

@@ -37,6 +37,8 @@ pub(crate) struct Parts<'a> {
     pub cmdline: &'a str,
     pub kernel_version: &'a str,
     pub epoch: u64,
+    /// (key, certificate) that sign the UKI for Secure Boot.
+    pub secure_boot: Option<(PathBuf, PathBuf)>,
 }
 
 fn os_release(name: &str) -> String {
@@ -108,6 +110,10 @@ pub(crate) fn write(
             },
         ];
         crate::uki::write(Path::new(crate::uki::STUB), &sections, &uki)?;
+        if let Some((key, cert)) = &parts.secure_boot {
+            progress("signing the UKI for Secure Boot");
+            crate::sign::sign(&uki, key, cert, parts.epoch)?;
+        }
         let (uki_bytes, uki_sha) = hash_file(&uki).map_err(io_error("reading", &uki))?;
         if wants(Output::Uki) {
             reports.push(OutputReport {

@@ -163,6 +163,23 @@ pub fn write(stub_path: &Path, sections: &[Section<'_>], out: &Path) -> Result<u
         })
         .max()
         .unwrap_or(0);
+    // The stub's COFF symbol table follows its sections; it is for
+    // debuggers, and left in place it would be a gap between the stub's
+    // sections and ours that an Authenticode signature does not cover.
+    // Drop it: new sections start where the stub's last one ends.
+    let sections_end = (0..pe.count)
+        .map(|i| {
+            let at = pe.sections + 40 * i;
+            u64::from(u32_at(&stub, at + 20)) + u64::from(u32_at(&stub, at + 16))
+        })
+        .max()
+        .unwrap_or(pe.header_size as u64)
+        .max(pe.header_size as u64);
+    if (sections_end as usize) < stub.len() {
+        stub.truncate(sections_end as usize);
+        put_u32(&mut stub, pe.coff + 8, 0);
+        put_u32(&mut stub, pe.coff + 12, 0);
+    }
     let mut next_raw = align(stub.len() as u64, pe.file_align);
     let mut sizes = Vec::with_capacity(sections.len());
     for (i, section) in sections.iter().enumerate() {

@@ -33,6 +33,9 @@ pub struct RunConfig {
     /// holds the node's state partition, so there is no separate state disk,
     /// and the machine is `pc` (microvm has no UEFI).
     pub disk: Option<PathBuf>,
+    /// Boot the disk with Secure Boot enforced (q35 with SMM), trusting
+    /// Debian's test key: for testing signed images.
+    pub secure_boot: bool,
     /// The state disk; `None` is `state.img` in the node's directory.
     pub state_disk: Option<PathBuf>,
     /// Size of a state disk created on first use, in MiB.
@@ -63,6 +66,7 @@ impl RunConfig {
             net: NetMode::User,
             forwards: Vec::new(),
             disk: None,
+            secure_boot: false,
             state_disk: None,
             state_disk_mib: 256,
             log: None,

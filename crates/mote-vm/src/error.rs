@@ -206,6 +206,20 @@ pub enum VmError {
         /// The last console lines.
         console: String,
     },
+    /// The firmware booted nothing from the disk.
+    #[error("{}; last console lines:\n{console}", if *refused {
+        "the firmware refused the disk's UKI (Secure Boot: it is unsigned, signed by a key the \
+         firmware's db does not hold, or changed after signing); sign it with [image] secure_boot \
+         and a key the firmware trusts"
+    } else {
+        "the firmware found nothing to boot on the disk: give a disk `mote build --format` wrote"
+    })]
+    NoBoot {
+        /// Whether Secure Boot refused a boot loader.
+        refused: bool,
+        /// The last console lines.
+        console: String,
+    },
     /// No ready line in time.
     #[error("the node was not ready after {waited:?}; last console lines:\n{console}")]
     ReadyTimeout {

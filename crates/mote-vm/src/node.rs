@@ -128,7 +128,7 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
         (None, None) => dir.join("state.img"),
     };
     let firmware = match &disk {
-        Some(_) => Some(firmware(&dir)?),
+        Some(_) => Some(firmware(&dir, cfg.secure_boot)?),
         None => {
             ensure_state_disk(&state_disk, cfg.state_disk_mib)?;
             None
@@ -179,6 +179,7 @@ pub fn start(cfg: &RunConfig) -> Result<RunningNode, VmError> {
             vars: utf8(vars)?,
             disk: utf8(&state_disk)?,
             format,
+            secure_boot: cfg.secure_boot,
         },
         _ => Boot::Direct {
             kernel: utf8(&kernel)?,
@@ -294,6 +295,14 @@ impl RunningNode {
                         let _ = self.read_console();
                         return Err(VmError::KernelPanic {
                             console: self.tail.recent(),
+                        });
+                    }
+                    ConsoleEvent::NoBoot => {
+                        let console = self.tail.recent();
+                        return Err(VmError::NoBoot {
+                            refused: console.contains("Access Denied")
+                                || console.contains("Security Violation"),
+                            console,
                         });
                     }
                     ConsoleEvent::Other => {}
@@ -621,21 +630,34 @@ const FIRMWARE: &[(&str, &str)] = &[
     ),
 ];
 
-/// The firmware code and the node's own variable store (`efivars.fd` in
-/// its directory, copied from the template once: like a machine's NVRAM,
-/// it keeps boot entries across runs).
-fn firmware(dir: &Path) -> Result<(PathBuf, PathBuf), VmError> {
-    let (code, template) = FIRMWARE
+/// Secure Boot enforced, with Debian's test ("snakeoil") key enrolled in
+/// PK, KEK and db: a UKI signed with `PkKek-1-snakeoil.key` boots, any
+/// other is refused. Needs the SMM build on q35.
+const SECURE_FIRMWARE: &[(&str, &str)] = &[(
+    "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+    "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd",
+)];
+
+/// The firmware code and the node's own variable store (`efivars.fd`, or
+/// `efivars-secure.fd`, in its directory, copied from the template once:
+/// like a machine's NVRAM, it keeps boot entries across runs).
+fn firmware(dir: &Path, secure_boot: bool) -> Result<(PathBuf, PathBuf), VmError> {
+    let (builds, store) = if secure_boot {
+        (SECURE_FIRMWARE, "efivars-secure.fd")
+    } else {
+        (FIRMWARE, "efivars.fd")
+    };
+    let (code, template) = builds
         .iter()
         .find(|(code, vars)| Path::new(code).is_file() && Path::new(vars).is_file())
         .ok_or_else(|| VmError::FirmwareMissing {
-            looked: FIRMWARE
+            looked: builds
                 .iter()
                 .map(|(code, _)| *code)
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    let vars = dir.join("efivars.fd");
+    let vars = dir.join(store);
     if !vars.is_file() {
         std::fs::copy(template, &vars).map_err(|e| VmError::file("create", &vars, e))?;
     }

@@ -33,6 +33,8 @@ pub(crate) enum Boot<'a> {
         vars: &'a str,
         disk: &'a str,
         format: &'a str,
+        /// Secure Boot firmware: needs q35 with SMM and a secure flash.
+        secure_boot: bool,
     },
 }
 
@@ -73,12 +75,22 @@ pub(crate) fn qemu_args(plan: &LaunchPlan<'_>) -> Vec<String> {
         "-name",
         &format!("{},process=mote-{}", plan.name, plan.name),
     ]);
-    push(&[
-        "-machine",
-        plan.machine.as_str(),
-        "-accel",
-        plan.accel.as_str(),
-    ]);
+    let secure = matches!(
+        plan.boot,
+        Boot::Uefi {
+            secure_boot: true,
+            ..
+        }
+    );
+    let machine = if secure {
+        "q35,smm=on"
+    } else {
+        plan.machine.as_str()
+    };
+    push(&["-machine", machine, "-accel", plan.accel.as_str()]);
+    if secure {
+        push(&["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+    }
     if *plan.accel == Accel::Kvm {
         push(&["-cpu", "host"]);
     }
@@ -350,6 +362,7 @@ virtio-rng-device";
             vars: "/s/nodes/web01/efivars.fd",
             disk: "/out/web01.qcow2",
             format: "qcow2",
+            secure_boot: false,
         };
         let args = qemu_args(&p).join(" ");
         assert!(

@@ -86,6 +86,9 @@ pub(crate) enum ConsoleEvent {
     Ready(BTreeMap<String, String>),
     /// The kernel panicked.
     Panic,
+    /// UEFI firmware found nothing it would boot: no boot loader on the
+    /// disk, or one Secure Boot refused.
+    NoBoot,
     /// Anything else.
     Other,
 }
@@ -105,6 +108,10 @@ pub(crate) fn classify(line: &str) -> ConsoleEvent {
     }
     if line.contains("Kernel panic - not syncing") {
         return ConsoleEvent::Panic;
+    }
+    // OVMF's boot manager, after every boot option failed.
+    if line.contains("BdsDxe: No bootable option or device was found") {
+        return ConsoleEvent::NoBoot;
     }
     ConsoleEvent::Other
 }
@@ -342,5 +349,17 @@ mod init_ms_tests {
         assert_eq!(split.kernel_to_init_ms, 1400);
         assert_eq!(split.init_to_ready_ms, 600);
         assert_eq!(split.qemu_to_kernel_ms, 1000);
+    }
+
+    #[test]
+    fn firmware_with_nothing_to_boot_is_told_apart() {
+        assert!(matches!(
+            classify("\x1b[2JBdsDxe: No bootable option or device was found."),
+            ConsoleEvent::NoBoot
+        ));
+        assert!(matches!(
+            classify("BdsDxe: loading Boot0001 \"UEFI Misc Device\""),
+            ConsoleEvent::Other
+        ));
     }
 }

@@ -157,3 +157,114 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
         stop(st, &name, node);
     }
 }
+
+/// Debian's OVMF test key: enrolled in the Secure Boot firmware that `mote
+/// run --secure-boot` uses; its password is documented as `snakeoil`.
+const SNAKEOIL: &str = "/usr/share/ovmf/PkKek-1-snakeoil";
+
+#[test]
+fn secure_boot_takes_the_signed_uki_and_refuses_an_unsigned_or_tampered_one() {
+    if !prerequisites(&["mote-init", "moted", "mote-hello"]) {
+        return;
+    }
+    let state = tempfile::tempdir().expect("temp dir");
+    let st = state.path();
+    let key = st.join("snakeoil.key");
+    let plain = Command::new("openssl")
+        .args(["pkey", "-passin", "pass:snakeoil", "-in"])
+        .arg(format!("{SNAKEOIL}.key"))
+        .arg("-out")
+        .arg(&key)
+        .status()
+        .expect("openssl runs");
+    assert!(
+        plain.success(),
+        "decrypting {SNAKEOIL}.key (apt-get install ovmf)"
+    );
+    let manifest = std::fs::read_to_string(root().join("examples/hello.toml"))
+        .unwrap()
+        .replacen(
+            "name = \"hello\"",
+            &format!(
+                "name = \"hello\"\nsecure_boot = {{ key = \"snakeoil.key\", cert = \"{SNAKEOIL}.pem\" }}"
+            ),
+            1,
+        );
+    std::fs::write(st.join("hello.toml"), manifest).unwrap();
+    let build = |manifest: &Path, out: &str| {
+        let dir = st.join(out);
+        let built = mote(st)
+            .arg("build")
+            .arg(manifest)
+            .args(["--format", "uki,raw", "-o"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "mote build: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        dir
+    };
+    let signed = build(&st.join("hello.toml"), "signed");
+    let again = build(&st.join("hello.toml"), "again");
+    assert!(
+        std::fs::read(signed.join("hello.efi")).unwrap()
+            == std::fs::read(again.join("hello.efi")).unwrap(),
+        "a signed UKI differs between two builds"
+    );
+    let unsigned = build(&root().join("examples/hello.toml"), "unsigned");
+
+    // Signed: the firmware boots it and the node serves.
+    let http = free_port();
+    let mut cmd = mote(st);
+    cmd.args(["run", "--json", "--secure-boot", "--name", "e2e-sb"])
+        .arg(signed.join("hello.raw"))
+        .args(["--forward", &format!("{http}:8080")]);
+    let node = boot_with(cmd, st, "e2e-sb");
+    let body = wait_for("hello under Secure Boot", Duration::from_secs(30), || {
+        get(http, "/", "3").ok()
+    });
+    assert!(body.contains("hello from hello"), "{body}");
+    stop(st, "e2e-sb", node);
+
+    // Tampered: one byte of the signed UKI's command line changed inside
+    // the disk.
+    let tampered = st.join("tampered.raw");
+    let mut disk = std::fs::read(signed.join("hello.raw")).unwrap();
+    let at = disk
+        .windows(13)
+        .position(|w| w == b"console=ttyS0")
+        .expect("the UKI's command line in the disk");
+    disk[at + 8] = b'S'; // ttyS0 → tSyS0
+    std::fs::write(&tampered, disk).unwrap();
+
+    for (disk, what) in [
+        (unsigned.join("hello.raw"), "unsigned"),
+        (tampered, "tampered"),
+    ] {
+        let out = mote(st)
+            .args([
+                "run",
+                "--json",
+                "--secure-boot",
+                "--timeout",
+                "90",
+                "--name",
+            ])
+            .arg(format!("e2e-sb-{what}"))
+            .arg(&disk)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "the {what} UKI booted under Secure Boot"
+        );
+        assert!(
+            said.contains("firmware refused") && said.contains("Access Denied"),
+            "{what}: {said}"
+        );
+    }
+}

@@ -71,6 +71,12 @@ pub struct Args {
     /// [default: the image's, else 5986].
     #[arg(long, value_name = "PORT")]
     management_port: Option<u16>,
+    /// Boot the disk with UEFI Secure Boot enforced, trusting Debian's
+    /// test key (`/usr/share/ovmf/PkKek-1-snakeoil.pem`): to check an image
+    /// signed with `[image] secure_boot` before it goes to a platform that
+    /// trusts your own key.
+    #[arg(long)]
+    secure_boot: bool,
     /// Do not forward the management port nor register the node.
     #[arg(long)]
     no_manage: bool,
@@ -151,7 +157,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("cannot name the node after its image directory; pass --name")?,
     };
     let mut cfg = RunConfig::new(&name, &image_dir);
+    if args.secure_boot && disk.is_none() {
+        return Err(anyhow::anyhow!(
+            "--secure-boot needs a disk (mote run out/NAME/NAME.qcow2): firmware checks a UKI's \
+             signature, and a directory boots without firmware"
+        ))
+        .code(Code::Usage);
+    }
     cfg.disk = disk;
+    cfg.secure_boot = args.secure_boot;
     cfg.net = args.net.clone();
     cfg.forwards = args.forwards.clone();
     let mgmt_port = args
