@@ -2,8 +2,8 @@
 //! (`tests/guest/init.rs`, compiled here with rustc) in an initramfs written
 //! here. Needs qemu-system-x86_64, rustc, and the kernel: `$MOTE_TEST_KERNEL`
 //! (a vmlinuz; `$MOTE_TEST_MODULES` a directory holding its `button.ko` and
-//! `evdev.ko`), else `apt-get download linux-image-6.1.0-56-cloud-amd64`
-//! unpacked once into the target's tmp directory. A missing prerequisite fails
+//! `evdev.ko`), else the kernel `mote build` uses, from mote's kernel cache
+//! (fetched once with apt-get). A missing prerequisite fails
 //! the test; `MOTE_SKIP_VM=1` skips the tests instead.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use mote_vm::{registry, start, Machine, RunConfig, RunningNode, StopOutcome, VmError};
 
-const KERNEL_PACKAGE: &str = "linux-image-6.1.0-56-cloud-amd64";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 struct Kit {
@@ -87,44 +86,26 @@ fn kernel(root: &Path) -> (PathBuf, Option<(PathBuf, PathBuf)>) {
         let modules = std::env::var_os("MOTE_TEST_MODULES").map(PathBuf::from);
         return (kernel, modules.and_then(|dir| find_modules(&dir)));
     }
-    let dir = root.join("debian-kernel");
-    let kernel = dir.join("boot/vmlinuz-6.1.0-56-cloud-amd64");
-    if !kernel.is_file() {
-        let download = root.join("download");
-        let _ = std::fs::remove_dir_all(&download);
-        std::fs::create_dir_all(&download).expect("create the download directory");
-        let ok = Command::new("apt-get")
-            .args(["download", KERNEL_PACKAGE])
-            .current_dir(&download)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "apt-get download {KERNEL_PACKAGE} failed: set MOTE_TEST_KERNEL to a vmlinuz (and MOTE_TEST_MODULES to its modules), or MOTE_SKIP_VM=1");
-        let deb = std::fs::read_dir(&download)
-            .expect("read the download directory")
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .expect("apt-get download left no .deb");
-        let unpacked = root.join("unpacking");
-        let _ = std::fs::remove_dir_all(&unpacked);
-        let ok = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&unpacked)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "dpkg-deb -x {} failed", deb.display());
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&unpacked, &dir).expect("move the unpacked kernel into place");
-        let _ = std::fs::remove_dir_all(&download);
-    }
-    let modules = find_modules(&dir);
+    // The kernel `mote build` uses: Debian's current cloud kernel, fetched
+    // once into mote's cache (a pinned version disappears from the mirror).
+    let _ = root;
+    let cache = mote_kernel::KernelCache::default_location().expect("mote's kernel cache");
+    let kernel = mote_kernel::obtain(
+        &mote_config::Kernel::default(),
+        Path::new("."),
+        &cache,
+        &mut |m| eprintln!("{m}"),
+    )
+    .unwrap_or_else(|e| {
+        panic!("{e}: set MOTE_TEST_KERNEL to a vmlinuz (and MOTE_TEST_MODULES to its modules), or MOTE_SKIP_VM=1")
+    });
+    let modules = find_modules(&kernel.modules_dir);
     assert!(
         modules.is_some(),
         "button.ko and evdev.ko not found under {}",
-        dir.display()
+        kernel.modules_dir.display()
     );
-    (kernel, modules)
+    (kernel.vmlinuz, modules)
 }
 
 fn find_modules(dir: &Path) -> Option<(PathBuf, PathBuf)> {
