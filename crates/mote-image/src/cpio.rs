@@ -225,6 +225,60 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// One entry of a newc archive, as [`entries`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its path, without a leading `/`.
+    pub name: String,
+    /// File type and permission bits.
+    pub mode: u32,
+    /// The content of a file (a link's target; empty for the rest).
+    pub data: Vec<u8>,
+}
+
+/// The entries of concatenated newc archives in `bytes` (the kernel reads
+/// an initramfs the same way: archive after archive, NUL padding between),
+/// or what is wrong with it.
+pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    let field = |at: usize, i: usize| -> Result<usize, String> {
+        let text = bytes
+            .get(at + 6 + i * 8..at + 14 + i * 8)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| format!("header cut short at byte {at}"))?;
+        usize::from_str_radix(text, 16).map_err(|_| format!("bad header field at byte {at}"))
+    };
+    while at < bytes.len() {
+        if bytes[at] == 0 {
+            at += 1;
+            continue;
+        }
+        if bytes.get(at..at + 6) != Some(b"070701") {
+            return Err(format!("no newc magic at byte {at}"));
+        }
+        let (mode, size, namesize) = (field(at, 1)?, field(at, 6)?, field(at, 11)?);
+        let name_start = at + 110;
+        let name = bytes
+            .get(name_start..name_start + namesize.saturating_sub(1))
+            .ok_or_else(|| format!("name cut short at byte {at}"))?;
+        let name = String::from_utf8_lossy(name).into_owned();
+        let data_start = (name_start + namesize).next_multiple_of(4);
+        let data = bytes
+            .get(data_start..data_start + size)
+            .ok_or_else(|| format!("{name}: data cut short"))?;
+        at = (data_start + size).next_multiple_of(4);
+        if name != "TRAILER!!!" {
+            out.push(Entry {
+                name,
+                mode: mode as u32,
+                data: data.to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +485,17 @@ mod tests {
             lines[5].starts_with("lrwxrwxrwx") && lines[5].ends_with("bin -> usr/bin"),
             "{listing}"
         );
+    }
+
+    #[test]
+    fn entries_reads_concatenated_archives() {
+        let mut two = sample();
+        two.extend_from_slice(&[0u8; 8]);
+        two.extend_from_slice(&sample());
+        let read = entries(&two).unwrap();
+        assert_eq!(read.len(), 12);
+        assert_eq!(read[3].name, "init");
+        assert_eq!(read[3].data, read_back(&sample())[3].data);
+        assert!(entries(b"070701zz").is_err());
     }
 }

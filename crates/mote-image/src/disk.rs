@@ -335,7 +335,7 @@ fn make_state(disk: &Path, layout: &Layout, seed: &[u8], epoch: u64) -> Result<(
 }
 
 /// A window of a file, for fatfs to format and fill in place.
-struct Slice<'a> {
+pub(crate) struct Slice<'a> {
     file: &'a mut File,
     start: u64,
     len: u64,
@@ -343,7 +343,7 @@ struct Slice<'a> {
 }
 
 impl<'a> Slice<'a> {
-    fn new(file: &'a mut File, start: u64, len: u64) -> io::Result<Self> {
+    pub(crate) fn new(file: &'a mut File, start: u64, len: u64) -> io::Result<Self> {
         file.seek(SeekFrom::Start(start))?;
         Ok(Slice {
             file,

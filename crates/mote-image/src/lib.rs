@@ -75,6 +75,7 @@ pub mod disk;
 mod elf;
 mod error;
 pub mod formats;
+pub mod inspect;
 mod layout;
 mod outputs;
 mod packages;

@@ -55,6 +55,8 @@ enum Command {
     Package(cmd::package::Args),
     /// Make the keys that sign packages.
     Key(cmd::key::Args),
+    /// Look into a disk or UKI without booting it.
+    Image(cmd::image::Args),
     #[command(flatten)]
     Remote(cmd::remote::Verb),
 }
@@ -133,6 +135,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Session(args) => cmd::session::run(args),
         Command::Package(args) => return cmd::package::run(args, cli.node.as_deref()),
         Command::Key(args) => cmd::key::run(args),
+        Command::Image(args) => cmd::image::run(args),
         Command::Remote(verb) => return cmd::remote::run(cli.node.as_deref(), verb),
     };
     result.map(|()| 0)

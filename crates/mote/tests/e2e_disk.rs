@@ -110,6 +110,42 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
     assert_eq!(vhd.len() as u64, raw_size + 512);
     assert_eq!(&vhd[vhd.len() - 512..][..8], b"conectix", "VHD footer");
 
+    // Inspected without booting: what the disk will boot with.
+    for file in [
+        "hello.qcow2",
+        "hello.vhdx",
+        "hello.vhd",
+        "hello.raw",
+        "hello.efi",
+    ] {
+        let out = mote(st)
+            .args(["image", "inspect", "--json"])
+            .arg(a.join(file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mote image inspect {file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(seen["settings"]["system"]["hostname"], "hello", "{file}");
+        assert_eq!(seen["uki"]["signed"], false, "{file}");
+        assert!(seen["uki"]["cmdline"]
+            .as_str()
+            .unwrap()
+            .contains("console=ttyS0"));
+        if file != "hello.efi" {
+            let names: Vec<&str> = seen["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, ["ESP", "mote-state"], "{file}");
+        }
+    }
+
     // The qcow2, enlarged to 256 MiB, boots under UEFI and serves; PID 1
     // grew the state partition to the new size.
     let qcow2 = a.join("hello.qcow2");
@@ -215,6 +251,13 @@ fn secure_boot_takes_the_signed_uki_and_refuses_an_unsigned_or_tampered_one() {
         "a signed UKI differs between two builds"
     );
     let unsigned = build(&root().join("examples/hello.toml"), "unsigned");
+    let out = mote(st)
+        .args(["image", "inspect", "--json"])
+        .arg(signed.join("hello.raw"))
+        .output()
+        .unwrap();
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["uki"]["signed"], true, "{seen}");
 
     // Signed: the firmware boots it and the node serves.
     let http = free_port();

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod check;
 pub mod doctor;
+pub mod image;
 pub mod key;
 pub mod node;
 pub mod nodes;
