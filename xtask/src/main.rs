@@ -6,9 +6,11 @@
 //! - `cargo xtask bench boot` — build time, sizes, boot split against the floor;
 //! - `cargo xtask bench management` — moted latency on loopback;
 //! - `cargo xtask bench web` — mote-web against nginx;
-//! - `cargo xtask bench packages` — package build and sign, online install.
+//! - `cargo xtask bench packages` — package build and sign, online install;
+//! - `cargo xtask bench images` — disk build time and size, OVMF boot against direct boot.
 
 mod bench;
+mod bench_images;
 mod bench_management;
 mod bench_packages;
 mod bench_web;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 const USAGE: &str =
-    "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | fuzz [SECONDS] | bench boot|management|web|packages>
+    "usage: cargo xtask <demo | test [CARGO TEST ARGS…] | fuzz [SECONDS] | bench boot|management|web|packages|images>
 
   demo              build everything, boot examples/hello.toml, show it serving
   test              install test prerequisites if missing (Debian, as root), check
@@ -33,7 +35,8 @@ const USAGE: &str =
   bench boot        build time, image sizes and the boot split against a trivial init
   bench management  moted request latency (read, write) and 50 concurrent sessions
   bench web         mote-web against nginx with wrk: req/s, p99, ratios, RSS
-  bench packages    package build and sign, online install to serving on a TCG node";
+  bench packages    package build and sign, online install to serving on a TCG node
+  bench images      a web node's vhdx build time and size; a disk under OVMF against direct boot";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +47,9 @@ fn main() {
         Some("bench") if bench_management::asked(&args) => bench_management::run(&args[2..]),
         Some("bench") if args.get(1).is_some_and(|a| a == "packages") => {
             bench_packages::run(&args[2..])
+        }
+        Some("bench") if args.get(1).is_some_and(|a| a == "images") => {
+            bench_images::run(&args[2..])
         }
         Some("bench") => bench::run(&args[1..]),
         _ => {
