@@ -21,7 +21,8 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-/// Check QEMU, KVM (by running a probe guest), apt-get, mkfs.ext4, the state
+/// Check QEMU, KVM (by running a probe guest), apt-get, mkfs.ext4, what
+/// disk images need (qemu-img, the systemd-boot stub, OVMF, osslsigncode), the state
 /// directory and the kernel cache (`$MOTE_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/mote`, else `~/.cache/mote`; kernels are in its
 /// `kernels/`, as mote-kernel keeps them).
@@ -40,6 +41,26 @@ pub fn doctor_with_cache(cache_root: &Path) -> Vec<Check> {
             "mote build fetches Debian's kernel with apt-get: run it on Debian or Ubuntu, or give it a kernel of your own",
         ),
         program_check("mkfs.ext4", &["-V"], "apt-get install e2fsprogs"),
+        program_check(
+            "qemu-img",
+            &["--version"],
+            "disk images (qcow2, vhdx) need it: apt-get install qemu-utils",
+        ),
+        file_check(
+            "systemd-boot stub",
+            "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+            "the UKI and every disk image need it: apt-get install systemd-boot-efi",
+        ),
+        file_check(
+            "OVMF",
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "mote run DISK boots disks with it: apt-get install ovmf",
+        ),
+        program_check(
+            "osslsigncode",
+            &["--version"],
+            "[image] secure_boot signs with it: apt-get install osslsigncode",
+        ),
         state_dir_check(&registry::state_dir()),
         kernel_cache_check(&cache_root.join("kernels")),
     ]
@@ -97,6 +118,17 @@ fn program_check(program: &str, version_args: &[&str], fix: &str) -> Check {
         format!("{} ({version})", path.display()),
         None,
     )
+}
+
+/// A file a feature needs.
+fn file_check(name: &str, path: &str, fix: &str) -> Check {
+    let found = Path::new(path).is_file();
+    let detail = if found {
+        path.to_string()
+    } else {
+        format!("{path} not found")
+    };
+    check(name, found, detail, Some(fix))
 }
 
 fn kvm_check() -> Check {
