@@ -179,7 +179,13 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
     });
     assert!(body.contains("hello from web02"), "{body}");
     assert_eq!(state_bytes(st, name), grown, "the state size changed again");
-    stop(st, name, node);
+    let console = stop(st, name, node);
+    // The console names the driver that took the adapter (virtio-net-pci
+    // on this machine).
+    assert!(
+        console.contains("mote: eth0: driver virtio_net, MAC 52:54:"),
+        "no driver line on the console:\n{console}"
+    );
 
     // The VHDX and the fixed VHD (Hyper-V's and Azure's formats) boot too.
     for file in ["hello.vhdx", "hello.vhd"] {

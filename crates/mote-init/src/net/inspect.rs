@@ -36,13 +36,7 @@ pub fn inspect(settings: &Network, dns: Vec<String>) -> Result<NetworkInfo, Netl
             match attribute {
                 LinkAttribute::IfName(n) => name.clone_from(n),
                 LinkAttribute::Address(bytes) if !bytes.is_empty() => {
-                    mac = Some(
-                        bytes
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":"),
-                    );
+                    mac = Some(super::link::mac_text(bytes));
                 }
                 LinkAttribute::Mtu(m) => mtu = *m,
                 _ => {}

@@ -99,3 +99,22 @@ pub(crate) fn set_ipv6_conf(ifname: &str, key: &str, value: &str) -> io::Result<
     std::fs::write(&path, value)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
+
+/// The kernel driver bound to interface `ifname` (`virtio_net`, `hv_netvsc`,
+/// `e1000`), from `/sys/class/net/IF/device/driver`; `None` for virtual
+/// interfaces and unsafe names.
+pub(crate) fn driver(ifname: &str) -> Option<String> {
+    if ifname.is_empty() || ifname.contains('/') || ifname.starts_with('.') {
+        return None;
+    }
+    let link = std::fs::read_link(format!("/sys/class/net/{ifname}/device/driver")).ok()?;
+    Some(link.file_name()?.to_string_lossy().into_owned())
+}
+
+/// `52:54:00:12:34:56`.
+pub(crate) fn mac_text(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -319,6 +319,17 @@ async fn configure_interface(
         }
     };
 
+    // On the console even in a quiet boot: on a new platform, the first
+    // thing to know is which driver took the adapter.
+    let driver = link::driver(name);
+    let said = format!(
+        "{name}: driver {}, MAC {}",
+        driver.as_deref().unwrap_or("none (virtual)"),
+        link::mac_text(&link.mac)
+    );
+    crate::console::line(format!("mote: {said}"));
+    events.info("net", said);
+
     let switches: &[(&str, &str)] = match iface.ipv6 {
         Ipv6Mode::Off => &[("disable_ipv6", "1")],
         Ipv6Mode::Slaac => &[("disable_ipv6", "0"), ("accept_ra", "1"), ("autoconf", "1")],
