@@ -156,9 +156,16 @@ fn unknown_module_message(name: &str, suggestions: &[String]) -> String {
         message.push_str(&format!(" (did you mean {}?)", suggestions.join(", ")));
     }
     let normalized = crate::normalize(name);
-    if let Some(bundle) = bundles::bundles_containing(&normalized).first() {
+    let bundles = bundles::bundles_containing(&normalized);
+    if !bundles.is_empty() {
+        let named: Vec<String> = bundles.iter().map(|b| format!("`{b}`")).collect();
+        let asks = if bundles.len() == 1 {
+            format!("the {} bundle asks", named[0])
+        } else {
+            format!("the {} bundles ask", named.join(" and "))
+        };
         message.push_str(&format!(
-            "; the `{bundle}` bundle asks for it: use a kernel that has it (the Debian cloud kernel has no bare-metal drivers; \
+            "; {asks} for it: use a kernel that has it (the Debian cloud kernel has no bare-metal drivers; \
              linux-image-amd64 does), or list its modules instead of the bundle"
         ));
     }

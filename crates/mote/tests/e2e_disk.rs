@@ -317,3 +317,71 @@ fn secure_boot_takes_the_signed_uki_and_refuses_an_unsigned_or_tampered_one() {
         );
     }
 }
+
+/// A disk for another platform carries that platform's drivers: each
+/// bundle's modules are in the image's build report. Debian's cloud kernel
+/// (the default) has the virtual platforms' drivers; a bundle it cannot
+/// satisfy (`e1000`, `host`: bare metal) is refused with the kernel to use.
+#[test]
+fn driver_bundles_put_each_platforms_modules_in_the_disk() {
+    if !prerequisites(&["mote-init", "moted", "mote-hello"]) {
+        return;
+    }
+    let state = tempfile::tempdir().expect("temp dir");
+    let st = state.path();
+    let build = |drivers: &str| {
+        let manifest = std::fs::read_to_string(root().join("examples/hello.toml"))
+            .unwrap()
+            .replacen(
+                "drivers = [\"virtio\"]",
+                &format!("drivers = [{drivers}]"),
+                1,
+            );
+        assert!(
+            manifest.contains(drivers),
+            "hello.toml's drivers line moved"
+        );
+        std::fs::write(st.join("hello.toml"), manifest).unwrap();
+        mote(st)
+            .arg("build")
+            .arg(st.join("hello.toml"))
+            .args(["--format", "raw", "--json", "-o"])
+            .arg(st.join("out"))
+            .output()
+            .unwrap()
+    };
+    let out = build("\"virtio\", \"hyperv\", \"vmware\"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let modules: Vec<&str> = report["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    for module in [
+        "virtio_net",
+        "hv_netvsc",
+        "hv_storvsc",
+        "vmxnet3",
+        "vmw_pvscsi",
+    ] {
+        assert!(
+            modules.iter().any(|m| m.replace('-', "_") == module),
+            "{module} is not in the image: {modules:?}"
+        );
+    }
+    for bundle in ["e1000", "host"] {
+        let out = build(&format!("\"{bundle}\""));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bundle} built on the cloud kernel");
+        assert!(
+            said.contains(&format!("`{bundle}`")) && said.contains("linux-image-amd64"),
+            "{said}"
+        );
+    }
+}
