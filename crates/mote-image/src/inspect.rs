@@ -74,28 +74,12 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
         let uki = std::fs::read(path).map_err(named)?;
         return from_uki(&uki, Vec::new());
     }
-    let _converted;
+    let work = tempfile::tempdir().map_err(err)?;
     let raw_path = match ext {
         "raw" | "img" | "vhd" => path.to_path_buf(),
         "qcow2" | "vhdx" => {
-            let dir = tempfile::tempdir().map_err(err)?;
-            let raw = dir.path().join("disk.raw");
-            let qemu_img = crate::tools::find("qemu-img")
-                .ok_or("qemu-img is needed to read a qcow2 or VHDX: apt-get install qemu-utils")?;
-            let out = std::process::Command::new(qemu_img)
-                .args(["convert", "-O", "raw"])
-                .arg(path)
-                .arg(&raw)
-                .output()
-                .map_err(err)?;
-            if !out.status.success() {
-                return Err(format!(
-                    "{}: qemu-img cannot read it: {}",
-                    path.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            _converted = dir;
+            let raw = work.path().join("disk.raw");
+            to_raw(path, &raw)?;
             raw
         }
         _ => {
@@ -120,14 +104,9 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
             size: (p.last_lba + 1 - p.first_lba) * 512,
         })
         .collect();
-    let esp = table
-        .partitions()
-        .values()
-        .find(|p| p.part_type_guid == gpt::partition_types::EFI)
-        .map(|p| (p.first_lba * 512, (p.last_lba + 1 - p.first_lba) * 512))
-        .ok_or_else(|| format!("{}: no EFI system partition", path.display()))?;
     drop(table);
-    let slice = crate::disk::Slice::new(&mut file, esp.0, esp.1).map_err(named)?;
+    let (start, len) = esp(&mut file, path)?;
+    let slice = crate::disk::Slice::new(&mut file, start, len).map_err(named)?;
     let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new())
         .map_err(|e| format!("{}: the ESP is not FAT ({e})", path.display()))?;
     let mut uki = Vec::new();
@@ -136,6 +115,41 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
         .and_then(|mut f| f.read_to_end(&mut uki))
         .map_err(|e| format!("{}: no /EFI/BOOT/BOOTX64.EFI ({e})", path.display()))?;
     from_uki(&uki, partitions)
+}
+
+/// `qemu-img convert` a qcow2 or VHDX at `disk` to a raw file `raw`.
+pub(crate) fn to_raw(disk: &Path, raw: &Path) -> Result<(), String> {
+    let qemu_img = crate::tools::find("qemu-img")
+        .ok_or("qemu-img is needed to read a qcow2 or VHDX: apt-get install qemu-utils")?;
+    let out = std::process::Command::new(qemu_img)
+        .args(["convert", "-O", "raw"])
+        .arg(disk)
+        .arg(raw)
+        .output()
+        .map_err(err)?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}: qemu-img cannot read it: {}",
+            disk.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Where the EFI system partition of the raw disk `file` is: (start, size)
+/// in bytes. `path` names the disk in errors.
+pub(crate) fn esp(file: &mut File, path: &Path) -> Result<(u64, u64), String> {
+    let table = gpt::GptConfig::new()
+        .only_valid_headers(false)
+        .open_from_device(&mut *file)
+        .map_err(|e| format!("{}: no GPT partition table ({e})", path.display()))?;
+    table
+        .partitions()
+        .values()
+        .find(|p| p.part_type_guid == gpt::partition_types::EFI)
+        .map(|p| (p.first_lba * 512, (p.last_lba + 1 - p.first_lba) * 512))
+        .ok_or_else(|| format!("{}: no EFI system partition", path.display()))
 }
 
 fn from_uki(uki: &[u8], partitions: Vec<PartitionInfo>) -> Result<Inspection, String> {
@@ -153,7 +167,8 @@ fn from_uki(uki: &[u8], partitions: Vec<PartitionInfo>) -> Result<Inspection, St
         .and_then(|mut d| d.read_to_end(&mut initrd))
         .map_err(|e| format!("the UKI's initramfs does not decompress: {e}"))?;
     let entries = crate::cpio::entries(&initrd)?;
-    let find = |path: &str| entries.iter().find(|e| e.name == path);
+    // The last entry of a path wins, as when the kernel unpacks them.
+    let find = |path: &str| entries.iter().rev().find(|e| e.name == path);
     let settings = find("etc/mote/settings.json")
         .and_then(|e| serde_json::from_slice(&e.data).ok())
         .unwrap_or(serde_json::Value::Null);
@@ -194,7 +209,7 @@ fn from_uki(uki: &[u8], partitions: Vec<PartitionInfo>) -> Result<Inspection, St
 }
 
 /// Whether the PE's certificate table (data directory 4) is set.
-fn is_signed(pe: &[u8]) -> bool {
+pub(crate) fn is_signed(pe: &[u8]) -> bool {
     let at = |i: usize| {
         pe.get(i..i + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))

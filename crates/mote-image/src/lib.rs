@@ -72,6 +72,7 @@
 mod compose;
 pub mod cpio;
 pub mod disk;
+pub mod edit;
 mod elf;
 mod error;
 pub mod formats;

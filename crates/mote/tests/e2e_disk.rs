@@ -187,15 +187,48 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
         "no driver line on the console:\n{console}"
     );
 
-    // The VHDX and the fixed VHD (Hyper-V's and Azure's formats) boot too.
+    // The VHDX and the fixed VHD (Hyper-V's and Azure's formats) boot too,
+    // each after an offline edit of its host name: the page shows it.
     for file in ["hello.vhdx", "hello.vhd"] {
+        let disk = a.join(file);
+        let hostname = format!("edited-{}", &file[6..]);
+        let refused = mote(st)
+            .args(["image", "edit", "--set", "system.hostname=-bad-"])
+            .arg(&disk)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && said.contains("system.hostname"),
+            "{said}"
+        );
+        let edited = mote(st)
+            .args(["image", "edit", "--json", "--set"])
+            .arg(format!("system.hostname={hostname}"))
+            .arg(&disk)
+            .output()
+            .unwrap();
+        assert!(
+            edited.status.success(),
+            "mote image edit {file}: {}",
+            String::from_utf8_lossy(&edited.stderr)
+        );
+        let changes: serde_json::Value = serde_json::from_slice(&edited.stdout).unwrap();
+        assert_eq!(changes[0]["old"], "hello", "{changes}");
+        assert_eq!(changes[0]["new"], hostname.as_str(), "{changes}");
+        if file == "hello.vhdx" {
+            qemu_img(&["check"], &disk);
+        }
         let port = free_port();
         let name = format!("e2e-disk-{}", &file[6..]);
-        let node = boot(st, &a.join(file), &name, &[(port, 8080)]);
+        let node = boot(st, &disk, &name, &[(port, 8080)]);
         let body = wait_for("hello on the disk", Duration::from_secs(30), || {
             get(port, "/", "3").ok()
         });
-        assert!(body.contains("hello from hello"), "{file}: {body}");
+        assert!(
+            body.contains(&format!("hello from {hostname}")),
+            "{file}: {body}"
+        );
         stop(st, &name, node);
     }
 }

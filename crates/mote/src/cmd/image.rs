@@ -14,6 +14,27 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Verb {
+    /// Change the settings a disk boots with, without booting it: each
+    /// --set is checked as a settings change on the node is, then the
+    /// disk's UKI is written again. A node that already stored settings on
+    /// its state partition keeps those (change them over the API).
+    Edit {
+        /// The disk (.raw, .qcow2, .vhdx, .vhd); changed in place.
+        disk: PathBuf,
+        /// KEY=VALUE, a dotted settings key (system.hostname=web02); the
+        /// value is JSON, a TOML value or plain text. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        sets: Vec<String>,
+        /// For a signed disk: the Secure Boot key to sign the new UKI with.
+        #[arg(long, value_name = "KEY", requires = "secure_boot_cert")]
+        secure_boot_key: Option<PathBuf>,
+        /// For a signed disk: the key's certificate.
+        #[arg(long, value_name = "CERT", requires = "secure_boot_key")]
+        secure_boot_cert: Option<PathBuf>,
+        /// Print the changes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a disk's partitions, its UKI (signed or not, kernel, command
     /// line), the settings it boots with, its packages and files, read from
     /// the disk itself (a .raw, .qcow2, .vhdx or .vhd; or a .efi UKI).
@@ -27,7 +48,16 @@ enum Verb {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let Verb::Inspect { disk, json } = args.verb;
+    let (disk, json) = match args.verb {
+        Verb::Inspect { disk, json } => (disk, json),
+        Verb::Edit {
+            disk,
+            sets,
+            secure_boot_key,
+            secure_boot_cert,
+            json,
+        } => return edit(&disk, &sets, secure_boot_key.zip(secure_boot_cert), json),
+    };
     let seen = mote_image::inspect::inspect(&disk)
         .map_err(anyhow::Error::msg)
         .code(Code::InvalidInput)?;
@@ -99,5 +129,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "the settings whole: mote image inspect {} --json",
         disk.display()
     );
+    Ok(())
+}
+
+fn edit(
+    disk: &std::path::Path,
+    sets: &[String],
+    sign: Option<(PathBuf, PathBuf)>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut parsed = Vec::new();
+    for set in sets {
+        let Some((key, value)) = set.split_once('=') else {
+            return Err(anyhow::anyhow!(
+                "--set {set:?}: write KEY=VALUE, such as system.hostname=web02"
+            ))
+            .code(Code::Usage);
+        };
+        crate::cmd::remote::settings::merge_patch(key, serde_json::Value::Null)
+            .code(Code::Usage)?;
+        parsed.push((
+            key.to_string(),
+            crate::cmd::remote::settings::parse_value(value),
+        ));
+    }
+    let sign = sign.as_ref().map(|(k, c)| (k.as_path(), c.as_path()));
+    let changes = mote_image::edit::edit(disk, &parsed, sign)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", disk.display()))
+        .code(Code::InvalidInput)?;
+    if json {
+        return output::json(&changes);
+    }
+    if changes.is_empty() {
+        println!("{}: nothing to change", disk.display());
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| vec![c.key.clone(), c.old.to_string(), c.new.to_string()])
+        .collect();
+    output::table(&["setting", "was", "now"], &rows);
+    println!("{} boots with these settings", disk.display());
     Ok(())
 }

@@ -1,0 +1,227 @@
+//! `mote image edit DISK --set KEY=VALUE`: change the settings a disk
+//! boots with, without booting it (Nano Server's `Edit-NanoServerImage`).
+//!
+//! The UKI's initramfs gets a third archive holding the new
+//! `/etc/mote/settings.json`: the kernel unpacks archives in order and a
+//! later file replaces an earlier one, so nothing already there is
+//! rewritten. The new settings are checked as the node checks a settings
+//! change (types, then every rule and each role's section), the UKI is
+//! assembled again from the stub and its sections, and written over the
+//! old one in the ESP. A qcow2 or VHDX is edited through a raw copy and
+//! converted back. The state partition is not touched: a node that has
+//! already stored settings of its own keeps them (change those over the
+//! API).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use mote_config::NodeSettings;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::uki::{Payload, Section};
+
+/// One setting changed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Change {
+    /// Dotted key.
+    pub key: String,
+    /// Before (null when unset).
+    pub old: Value,
+    /// After.
+    pub new: Value,
+}
+
+/// RFC 7396 merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+fn at<'a>(root: &'a Value, key: &str) -> &'a Value {
+    key.split('.')
+        .try_fold(root, |v, k| v.get(k))
+        .unwrap_or(&Value::Null)
+}
+
+/// Apply `sets` (dotted key, value) to the settings of the disk at `path`;
+/// `sign` (key, certificate) signs the new UKI when the old one was signed.
+/// Returns what changed.
+pub fn edit(
+    path: &Path,
+    sets: &[(String, Value)],
+    sign: Option<(&Path, &Path)>,
+) -> Result<Vec<Change>, String> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (raw, convert_back) = match ext {
+        "raw" | "img" | "vhd" => (path.to_path_buf(), None),
+        "qcow2" | "vhdx" => {
+            let raw = work.path().join("disk.raw");
+            crate::inspect::to_raw(path, &raw)?;
+            (raw, Some(ext))
+        }
+        _ => {
+            return Err(format!(
+                "{}: give a disk (.raw, .qcow2, .vhdx, .vhd) that mote build wrote",
+                path.display()
+            ))
+        }
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&raw)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (start, len) = crate::inspect::esp(&mut file, path)?;
+    let slice = crate::disk::Slice::new(&mut file, start, len).map_err(|e| e.to_string())?;
+    let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new())
+        .map_err(|e| format!("{}: the ESP is not FAT ({e})", path.display()))?;
+    let boot_path = crate::disk::BOOT_PATH.join("/");
+    let mut uki = Vec::new();
+    fs.root_dir()
+        .open_file(&boot_path)
+        .and_then(|mut f| f.read_to_end(&mut uki))
+        .map_err(|e| format!("{}: no {boot_path} ({e})", path.display()))?;
+    let signed = crate::inspect::is_signed(&uki);
+    if signed && sign.is_none() {
+        return Err(format!(
+            "{}: its UKI is signed for Secure Boot and an edit would void the signature; pass \
+             --secure-boot-key KEY --secure-boot-cert CERT to sign it again",
+            path.display()
+        ));
+    }
+    let sections = crate::uki::sections(&uki).ok_or("the boot file is not a PE image")?;
+    let section = |name: &str| -> Vec<u8> {
+        sections
+            .iter()
+            .find(|s| s.0 == name)
+            .and_then(|s| uki.get(s.2 as usize..s.2 as usize + s.1 as usize))
+            .unwrap_or_default()
+            .to_vec()
+    };
+    let mut initrd = section(".initrd");
+    let mut unpacked = Vec::new();
+    zstd::stream::read::Decoder::new(initrd.as_slice())
+        .and_then(|mut d| d.read_to_end(&mut unpacked))
+        .map_err(|e| format!("the UKI's initramfs does not decompress: {e}"))?;
+    let entries = crate::cpio::entries(&unpacked)?;
+    let old: Value = entries
+        .iter()
+        .rev()
+        .find(|e| e.name == "etc/mote/settings.json")
+        .and_then(|e| serde_json::from_slice(&e.data).ok())
+        .ok_or("the image has no /etc/mote/settings.json")?;
+
+    let mut new = old.clone();
+    for (key, value) in sets {
+        let mut patch = value.clone();
+        for k in key.split('.').rev() {
+            patch = Value::Object([(k.to_string(), patch)].into_iter().collect());
+        }
+        merge(&mut new, &patch);
+    }
+    let typed: NodeSettings = serde_path_to_error::deserialize(&new)
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    typed.validate_with(mote_roles::ALL).map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    let changes: Vec<Change> = sets
+        .iter()
+        .map(|(key, _)| Change {
+            key: key.clone(),
+            old: at(&old, key).clone(),
+            new: at(&new, key).clone(),
+        })
+        .filter(|c| c.old != c.new)
+        .collect();
+    if changes.is_empty() {
+        return Ok(changes);
+    }
+
+    let text = serde_json::to_vec_pretty(&new).map_err(|e| e.to_string())?;
+    let mut overlay = crate::cpio::Writer::new(Vec::new());
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let mut meta = crate::cpio::Meta::new(0o644);
+    meta.mtime = epoch;
+    overlay
+        .file_bytes("etc/mote/settings.json", meta, &text)
+        .map_err(|e| e.to_string())?;
+    let archive = overlay.finish().map_err(|e| e.to_string())?;
+    let compressed = zstd::stream::encode_all(archive.as_slice(), 19).map_err(|e| e.to_string())?;
+    // Archives start on 4-byte boundaries.
+    initrd.resize(initrd.len().next_multiple_of(4), 0);
+    initrd.extend_from_slice(&compressed);
+
+    let (osrel, cmdline, uname, linux) = (
+        section(".osrel"),
+        section(".cmdline"),
+        section(".uname"),
+        section(".linux"),
+    );
+    let parts = [
+        (".osrel", &osrel),
+        (".cmdline", &cmdline),
+        (".uname", &uname),
+        (".initrd", &initrd),
+        (".linux", &linux),
+    ];
+    let new_uki = work.path().join("new.efi");
+    let sections: Vec<Section<'_>> = parts
+        .iter()
+        .map(|(name, data)| Section {
+            name,
+            payload: Payload::Bytes(data),
+        })
+        .collect();
+    crate::uki::write(Path::new(crate::uki::STUB), &sections, &new_uki)
+        .map_err(|e| e.to_string())?;
+    if let (true, Some((key, cert))) = (signed, sign) {
+        crate::sign::sign(&new_uki, key, cert, u64::from(epoch)).map_err(|e| e.to_string())?;
+    }
+    let bytes = std::fs::read(&new_uki).map_err(|e| e.to_string())?;
+    {
+        let mut target = fs
+            .root_dir()
+            .create_file(&boot_path)
+            .map_err(|e| format!("{}: {boot_path}: {e}", path.display()))?;
+        target.truncate().map_err(|e| e.to_string())?;
+        target
+            .write_all(&bytes)
+            .and_then(|()| target.flush())
+            .map_err(|e| format!("{}: writing the new UKI into the ESP: {e}", path.display()))?;
+    }
+    fs.unmount().map_err(|e| e.to_string())?;
+    drop(file);
+    if let Some(format) = convert_back {
+        let seed = hex::encode(sha2::Sha256::digest(&bytes));
+        let out: PathBuf = work.path().join(format!("disk.{format}"));
+        crate::formats::convert(&raw, format, &out, seed.as_bytes()).map_err(|e| e.to_string())?;
+        std::fs::rename(&out, path)
+            .or_else(|_| std::fs::copy(&out, path).map(|_| ()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(changes)
+}
