@@ -65,6 +65,7 @@
 
 mod error;
 mod invalid;
+pub mod json;
 mod load;
 mod manifest;
 mod order;

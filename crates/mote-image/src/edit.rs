@@ -33,26 +33,6 @@ pub struct Change {
     pub new: Value,
 }
 
-/// RFC 7396 merge patch.
-fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Default::default());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
-
 fn at<'a>(root: &'a Value, key: &str) -> &'a Value {
     key.split('.')
         .try_fold(root, |v, k| v.get(k))
@@ -130,11 +110,9 @@ pub fn edit(
 
     let mut new = old.clone();
     for (key, value) in sets {
-        let mut patch = value.clone();
-        for k in key.split('.').rev() {
-            patch = Value::Object([(k.to_string(), patch)].into_iter().collect());
-        }
-        merge(&mut new, &patch);
+        let patch = mote_config::json::dotted_patch(key, value.clone())
+            .ok_or_else(|| format!("{key:?} is not a dotted key such as system.hostname"))?;
+        mote_config::json::merge_patch(&mut new, &patch);
     }
     let typed: NodeSettings = serde_path_to_error::deserialize(&new)
         .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;

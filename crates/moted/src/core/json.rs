@@ -1,27 +1,9 @@
-//! JSON merge patch (RFC 7396) and path lookup in a JSON tree.
+//! JSON merge patch (RFC 7396, shared with the CLI in `mote_config::json`)
+//! and path lookup in a JSON tree.
 
 use serde_json::Value;
 
-/// Applies `patch` to `target` as RFC 7396 says: objects merge key by key,
-/// `null` removes, anything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Default::default());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
+pub use mote_config::json::merge_patch;
 
 /// The value at a `.`- or `/`-separated path; array items by index.
 pub fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {

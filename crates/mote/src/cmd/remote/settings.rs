@@ -1,6 +1,6 @@
 //! `mote -n NAME settings get|history|status|revert|set`
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::output;
 use crate::remote::{Explain, Session};
@@ -141,17 +141,8 @@ pub fn parse_value(s: &str) -> Value {
 
 /// `a.b.c` and a value → `{"a":{"b":{"c":value}}}` (an RFC 7396 merge patch).
 pub fn merge_patch(path: &str, value: Value) -> anyhow::Result<Value> {
-    let keys: Vec<&str> = path.split('.').collect();
-    if keys.iter().any(|k| k.is_empty()) {
-        anyhow::bail!("{path:?} is not a dotted path such as system.timezone");
-    }
-    let mut v = value;
-    for k in keys.iter().rev() {
-        let mut m = Map::new();
-        m.insert((*k).to_string(), v);
-        v = Value::Object(m);
-    }
-    Ok(v)
+    mote_config::json::dotted_patch(path, value)
+        .ok_or_else(|| anyhow::anyhow!("{path:?} is not a dotted path such as system.timezone"))
 }
 
 #[cfg(test)]
