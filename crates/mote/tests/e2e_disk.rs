@@ -57,6 +57,22 @@ fn qemu_img(args: &[&str], file: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `mote image inspect --json DISK`: the disk as read from the host.
+fn inspect(st: &Path, disk: &Path) -> serde_json::Value {
+    let out = mote(st)
+        .args(["image", "inspect", "--json"])
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mote image inspect {}: {}",
+        disk.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn state_bytes(st: &Path, name: &str) -> u64 {
     let perf = remote(st, name, &["perf"]);
     perf["disks"]
@@ -118,17 +134,7 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
         "hello.raw",
         "hello.efi",
     ] {
-        let out = mote(st)
-            .args(["image", "inspect", "--json"])
-            .arg(a.join(file))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mote image inspect {file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let seen = inspect(st, &a.join(file));
         assert_eq!(seen["settings"]["system"]["hostname"], "hello", "{file}");
         assert_eq!(seen["uki"]["signed"], false, "{file}");
         assert!(seen["uki"]["cmdline"]
@@ -173,6 +179,14 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
     // power-off and a boot of the same disk.
     remote(st, name, &["settings", "set", "system.hostname", "web02"]);
     stop(st, name, node);
+    // Read from the host, off the disk itself: the state partition now
+    // reaches the enlarged disk's end.
+    let on_disk = inspect(st, &qcow2);
+    let partition = on_disk["partitions"][1]["size"].as_u64().unwrap_or(0);
+    assert!(
+        partition > 200 << 20,
+        "the state partition is {partition} bytes on a 256 MiB disk: {on_disk}"
+    );
     let node = boot(st, &qcow2, name, &[(http, 8080)]);
     let body = wait_for("hello after the reboot", Duration::from_secs(30), || {
         get(http, "/", "3").ok()
@@ -290,12 +304,7 @@ fn secure_boot_takes_the_signed_uki_and_refuses_an_unsigned_or_tampered_one() {
         "a signed UKI differs between two builds"
     );
     let unsigned = build(&root().join("examples/hello.toml"), "unsigned");
-    let out = mote(st)
-        .args(["image", "inspect", "--json"])
-        .arg(signed.join("hello.raw"))
-        .output()
-        .unwrap();
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = inspect(st, &signed.join("hello.raw"));
     assert_eq!(seen["uki"]["signed"], true, "{seen}");
 
     // Signed: the firmware boots it and the node serves.
