@@ -27,26 +27,9 @@ const GOAL_DISK_BYTES: u64 = 64 << 20;
 
 /// `cargo xtask bench images ARGS…`
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let mut runs = 3usize;
-    let mut json = false;
-    let mut it = args.iter().map(String::as_str);
-    while let Some(a) = it.next() {
-        match a {
-            "--json" => json = true,
-            "--runs" => {
-                runs = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| (1..=20).contains(n))
-                    .context("--runs takes a number from 1 to 20")?;
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-        }
-    }
+    let Some((runs, json)) = crate::bench_packages::options(args, 3, 20, USAGE)? else {
+        return Ok(());
+    };
     crate::build_release()?;
     let mote = crate::release_dir().join("mote");
     let tmp = tempfile::tempdir().context("a temporary directory")?;

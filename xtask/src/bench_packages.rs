@@ -41,26 +41,9 @@ trusted_keys = ["me.key.pub"]
 
 /// `cargo xtask bench packages ARGS…`
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let mut runs = 5usize;
-    let mut json = false;
-    let mut it = args.iter().map(String::as_str);
-    while let Some(a) = it.next() {
-        match a {
-            "--json" => json = true,
-            "--runs" => {
-                runs = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| (1..=50).contains(n))
-                    .context("--runs takes a number from 1 to 50")?;
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-        }
-    }
+    let Some((runs, json)) = options(args, 5, 50, USAGE)? else {
+        return Ok(());
+    };
     crate::build_release()?;
     let mote = crate::release_dir().join("mote");
     let tmp = tempfile::tempdir().context("a temporary directory")?;
@@ -177,6 +160,37 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     );
     println!("\nthe node's boot (ready report): {boot}");
     Ok(())
+}
+
+/// `--runs N` (1 to `max`, default `default`) and `--json`; `None` after
+/// printing `usage` for `--help`.
+pub(crate) fn options(
+    args: &[String],
+    default: usize,
+    max: usize,
+    usage: &str,
+) -> anyhow::Result<Option<(usize, bool)>> {
+    let mut runs = default;
+    let mut json = false;
+    let mut it = args.iter().map(String::as_str);
+    while let Some(a) = it.next() {
+        match a {
+            "--json" => json = true,
+            "--runs" => {
+                runs = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=max).contains(n))
+                    .with_context(|| format!("--runs takes a number from 1 to {max}"))?;
+            }
+            "-h" | "--help" => {
+                println!("{usage}");
+                return Ok(None);
+            }
+            other => bail!("unknown argument {other:?}\n\n{usage}"),
+        }
+    }
+    Ok(Some((runs, json)))
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
