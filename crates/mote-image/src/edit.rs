@@ -33,12 +33,6 @@ pub struct Change {
     pub new: Value,
 }
 
-fn at<'a>(root: &'a Value, key: &str) -> &'a Value {
-    key.split('.')
-        .try_fold(root, |v, k| v.get(k))
-        .unwrap_or(&Value::Null)
-}
-
 /// Apply `sets` (dotted key, value) to the settings of the disk at `path`;
 /// `sign` (key, certificate) signs the new UKI when the old one was signed.
 /// Returns what changed.
@@ -127,8 +121,12 @@ pub fn edit(
         .iter()
         .map(|(key, _)| Change {
             key: key.clone(),
-            old: at(&old, key).clone(),
-            new: at(&new, key).clone(),
+            old: mote_config::json::lookup(&old, key)
+                .cloned()
+                .unwrap_or_default(),
+            new: mote_config::json::lookup(&new, key)
+                .cloned()
+                .unwrap_or_default(),
         })
         .filter(|c| c.old != c.new)
         .collect();

@@ -1,20 +1,7 @@
-//! JSON merge patch (RFC 7396, shared with the CLI in `mote_config::json`)
-//! and path lookup in a JSON tree.
+//! JSON merge patch (RFC 7396) and path lookup, shared with the CLI in
+//! `mote_config::json`; their tests and properties live here.
 
-use serde_json::Value;
-
-pub use mote_config::json::merge_patch;
-
-/// The value at a `.`- or `/`-separated path; array items by index.
-pub fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split(['.', '/'])
-        .filter(|s| !s.is_empty())
-        .try_fold(root, |v, seg| match v {
-            Value::Object(m) => m.get(seg),
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?),
-            _ => None,
-        })
-}
+pub use mote_config::json::{lookup, merge_patch};
 
 #[cfg(test)]
 mod tests {
