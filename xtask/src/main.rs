@@ -90,10 +90,42 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Build every binary of the workspace in release mode.
+/// Build every binary of the workspace in release mode, then pack the
+/// roles into signed packages beside them (`BIN/roles`).
 pub fn build_release() -> anyhow::Result<()> {
     eprintln!("xtask: building the workspace (release)…");
-    run(Command::new(env!("CARGO")).args(["build", "--release", "--workspace", "--bins"]))
+    run(Command::new(env!("CARGO")).args(["build", "--release", "--workspace", "--bins"]))?;
+    sign_roles()
+}
+
+/// The workspace key: `MOTE_WORKSPACE_KEY` (a release's own key), else
+/// `target/workspace.key`, made on first use. It signs the roles this
+/// build packs; images trust it as mote's own key.
+fn workspace_key() -> anyhow::Result<PathBuf> {
+    if let Some(key) = std::env::var_os("MOTE_WORKSPACE_KEY") {
+        return Ok(PathBuf::from(key));
+    }
+    let key = release_dir().join("../../workspace.key");
+    if !key.exists() {
+        eprintln!("xtask: making the workspace key {}…", key.display());
+        run(Command::new(release_dir().join("mote"))
+            .args(["key", "generate", "-o"])
+            .arg(&key))?;
+    }
+    Ok(key)
+}
+
+fn sign_roles() -> anyhow::Result<()> {
+    let key = workspace_key()?;
+    eprintln!(
+        "xtask: packing and signing the roles into {}…",
+        release_dir().join("roles").display()
+    );
+    run(Command::new(release_dir().join("mote"))
+        .args(["package", "roles", "--key"])
+        .arg(&key)
+        .arg("--bin-dir")
+        .arg(release_dir()))
 }
 
 fn demo() -> anyhow::Result<()> {

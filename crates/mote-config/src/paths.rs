@@ -14,6 +14,10 @@ pub const IMAGE_PACKAGES: &str = "/usr/lib/mote/packages";
 /// `NAME.mpkg.minisig`, unpacked again at every boot before services start.
 pub const STATE_PACKAGES: &str = "/state/mote/packages";
 
+/// The kernel's built-in module names, one per line: a package installed
+/// online may need one of them (or a loaded module) and nothing more.
+pub const MODULES_BUILTIN: &str = "/etc/mote/modules.builtin";
+
 /// The public keys a node trusts for packages (`KEYID.pub`, minisign
 /// format), and `allow-unsigned` when the manifest allowed unsigned ones.
 pub const TRUST: &str = "/etc/mote/trust";

@@ -71,7 +71,14 @@ pub fn build(
         .map(|m| format!("{}\n", m.image_relative().display()))
         .collect();
 
-    let userland = plan_userland(inputs, module_list, &packages)?;
+    let builtin = mote_kernel::builtin_modules(&kernel.modules_dir).map_err(|source| {
+        ImageBuildError::Modules {
+            modules_dir: kernel.modules_dir.clone(),
+            source,
+        }
+    })?;
+    let builtin_list: String = builtin.iter().map(|m| format!("{m}\n")).collect();
+    let userland = plan_userland(inputs, [module_list, builtin_list], &packages)?;
     check_programs(inputs.manifest, &userland)?;
     let module_layout = plan_modules(&kernel.version, &modules, &userland)?;
     progress(&format!(
@@ -156,7 +163,7 @@ pub fn build(
 }
 
 /// `SOURCE_DATE_EPOCH` when set to a number, else 0.
-fn source_date_epoch() -> u32 {
+pub(crate) fn source_date_epoch() -> u32 {
     mtime_from(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
 }
 
@@ -169,7 +176,7 @@ fn mtime_from(value: Option<&str>) -> u32 {
 /// The first segment: mote's own files and directories plus `[[files]]`.
 fn plan_userland(
     inputs: &BuildInputs,
-    module_list: String,
+    [module_list, builtin_list]: [String; 2],
     packages: &[packages::Found],
 ) -> Result<Layout, ImageBuildError> {
     let manifest = inputs.manifest;
@@ -298,7 +305,12 @@ fn plan_userland(
     let mut node_settings = manifest.settings();
     let (package_users, package_groups) =
         packages::install(packages, &mut layout, &mut node_settings, mote_roles::ALL)?;
-    packages::trust_files(&manifest.packages, manifest_dir, &mut layout)?;
+    packages::trust_files(
+        &manifest.packages,
+        manifest_dir,
+        inputs.bin_dir,
+        &mut layout,
+    )?;
     let mut settings = serde_json::to_vec_pretty(&node_settings).unwrap_or_default();
     settings.push(b'\n');
     let passwd = format!(
@@ -309,6 +321,10 @@ fn plan_userland(
     for (path, bytes) in [
         ("etc/mote/settings.json", settings),
         ("etc/mote/modules", module_list.into_bytes()),
+        (
+            mote_config::paths::MODULES_BUILTIN.trim_start_matches('/'),
+            builtin_list.into_bytes(),
+        ),
         ("etc/passwd", passwd.into_bytes()),
         ("etc/group", group.into_bytes()),
         ("etc/hostname", hostname.into_bytes()),

@@ -81,6 +81,7 @@ mod layout;
 mod outputs;
 mod packages;
 mod report;
+pub mod roles;
 mod sign;
 mod tools;
 pub mod uki;

@@ -7,17 +7,23 @@
 //!   its signature beside it (`./app.mpkg.minisig`), which must be made by
 //!   one of `[packages] trusted_keys` unless `allow_unsigned = true`;
 //! - a name: one of the roles this mote was built with (`mote-roles`),
-//!   packed now from its package directory and the bin dir. Those come
-//!   with mote itself, like `/init` and `moted`, and are trusted as mote
-//!   is.
+//!   taken from the signed repository beside the binaries
+//!   ([`crate::roles`], `BIN/roles`), checked against the key it names
+//!   (`BIN/roles/mote.pub`, mote's own key, as apt trusts its archive
+//!   key) or one of `[packages] trusted_keys`. Without that repository a
+//!   role is packed from the bin dir, unsigned, and only
+//!   `allow_unsigned = true` lets it in;
+//! - a name that is not a role: the first of `[packages] repositories`
+//!   (directories or HTTP(S) URLs) whose signed index lists it.
 //!
 //! What the image gets, per package in dependency order: its files (a
 //! `[[files]]` entry of the manifest at the same path wins), its
 //! `package.toml` in [`mote_config::paths::IMAGE_PACKAGES`], its users and
 //! groups in `/etc/passwd` and `/etc/group`, its kernel modules, its name
 //! in the settings' `packages`, and its role's default section when the
-//! manifest has none. The trusted keys go to [`mote_config::paths::TRUST`]
-//! so that the node checks online installs against the same keys.
+//! manifest has none. The trusted keys (and mote's own key, when the bin
+//! dir has one) go to [`mote_config::paths::TRUST`] so that the node
+//! checks online installs against the same keys.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,8 +48,16 @@ pub(crate) struct Found {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Origin {
-    /// A role of this mote, packed from its bin dir.
+    /// A role of this mote (only its `package.toml` read, for a check).
     Builtin,
+    /// A role of this mote from its signed repository beside the
+    /// binaries.
+    Role {
+        /// The package file.
+        path: PathBuf,
+        /// The signer's key id (mote's own key, or a trusted one).
+        key_id: String,
+    },
     /// A package file signed by a trusted key.
     Signed {
         /// The file.
@@ -84,7 +98,9 @@ pub struct PackageReport {
 /// How [`find`] treats the roles built with mote.
 #[derive(Clone, Copy)]
 pub(crate) enum Builtins<'a> {
-    /// Packed from their package directory and the bin dir, for an image.
+    /// From the signed repository in the bin dir (or, with
+    /// `allow_unsigned`, packed from their package directory and the bin
+    /// dir), for an image.
     Pack { bin_dir: &'a Path, mtime: u32 },
     /// Only their `package.toml` is read, for a check.
     ManifestOnly,
@@ -114,7 +130,7 @@ pub(crate) fn find(
         } else if mote_roles::builtin(entry).is_none() && !packages.repositories.is_empty() {
             from_repositories(entry, &packages.repositories, manifest_dir, &trusted)?
         } else {
-            builtin(entry, builtins)?
+            builtin(entry, builtins, &trusted, packages.allow_unsigned)?
         });
     }
     let candidates: Vec<Candidate> = found
@@ -266,15 +282,8 @@ fn from_repositories(
     };
     let mut looked = Vec::new();
     for repo in repositories {
-        if repo.starts_with("http://") || repo.starts_with("https://") {
-            return Err(problem(format!(
-                "repository {repo}: HTTP(S) repositories are not supported yet; copy the \
-                 repository (index.json, its .minisig and the packages) to a directory and name \
-                 that"
-            )));
-        }
-        let dir = manifest_dir.join(repo);
-        let index = Index::read_trusted(&dir, trusted).map_err(|e| {
+        let source = mote_package::repository::Source::parse(repo, manifest_dir);
+        let index = Index::read_trusted(&source, trusted).map_err(|e| {
             problem(format!(
                 "repository {repo}: {e}; its index must be signed by a key in [packages] \
                  trusted_keys (`mote package index DIR --key KEY` writes and signs it)"
@@ -285,7 +294,7 @@ fn from_repositories(
             continue;
         };
         let bytes = entry
-            .read(&dir)
+            .read(&source)
             .map_err(|e| problem(format!("repository {repo}: {e}")))?;
         let package = mote_package::open(&bytes)
             .map_err(|e| problem(format!("repository {repo}: {}: {e}", entry.file)))?;
@@ -317,30 +326,33 @@ fn from_repositories(
     )))
 }
 
-/// A role of this mote, packed from its package directory and the bin dir
-/// (or only its manifest read).
-fn builtin(name: &str, builtins: Builtins<'_>) -> Result<Found, ImageBuildError> {
+/// A role of this mote: from the signed repository in the bin dir (or
+/// only its manifest read, for a check).
+fn builtin(
+    name: &str,
+    builtins: Builtins<'_>,
+    trusted: &[PublicKey],
+    allow_unsigned: bool,
+) -> Result<Found, ImageBuildError> {
+    let problem = |problem: String| ImageBuildError::Package {
+        entry: name.into(),
+        problem,
+    };
     let Some(b) = mote_roles::builtin(name) else {
         let known: Vec<String> = mote_roles::BUILTIN
             .iter()
             .map(|b| format!("{:?}", b.name))
             .collect();
-        return Err(ImageBuildError::Package {
-            entry: name.into(),
-            problem: format!(
-                "no such package: the packages built with mote are {}; a package of your own is \
-                 named by its file, such as \"./{name}.mpkg\"",
-                known.join(", ")
-            ),
-        });
+        return Err(problem(format!(
+            "no such package: the packages built with mote are {}; a package of your own is \
+             named by its file, such as \"./{name}.mpkg\"",
+            known.join(", ")
+        )));
     };
     let Builtins::Pack { bin_dir, mtime } = builtins else {
         let text = std::str::from_utf8(b.files[0].1).unwrap_or_default();
         let manifest = mote_package::PackageManifest::parse(text, Path::new("package.toml"))
-            .map_err(|e| ImageBuildError::Package {
-                entry: name.into(),
-                problem: e.to_string(),
-            })?;
+            .map_err(|e| problem(e.to_string()))?;
         let package = Package {
             manifest,
             files: Vec::new(),
@@ -351,32 +363,34 @@ fn builtin(name: &str, builtins: Builtins<'_>) -> Result<Found, ImageBuildError>
             origin: Origin::Builtin,
         });
     };
-    let dir = tempfile::tempdir().map_err(io_error(
-        "making a temporary directory in",
-        &std::env::temp_dir(),
-    ))?;
-    for (file, bytes) in b.files {
-        let path = dir.path().join(file);
-        std::fs::write(&path, bytes).map_err(io_error("writing", &path))?;
+    let roles = crate::roles::RolesDir::in_bin_dir(bin_dir);
+    if roles.exists() {
+        let (package, path, key_id) = roles.take(name, trusted).map_err(problem)?;
+        return Ok(Found {
+            package,
+            origin: Origin::Role { path, key_id },
+        });
     }
-    let options = mote_package::BuildOptions {
-        bin_dir: Some(bin_dir.to_owned()),
-        mtime: u64::from(mtime),
-    };
-    let bytes =
-        mote_package::build(dir.path(), &options).map_err(|e| ImageBuildError::Package {
-            entry: name.into(),
-            problem: format!(
-                "{e} (the package built with mote; `cargo build --release` makes its binaries)"
-            ),
-        })?;
-    let package = mote_package::open(&bytes).map_err(|e| ImageBuildError::Package {
-        entry: name.into(),
-        problem: e.to_string(),
-    })?;
+    if !allow_unsigned {
+        return Err(problem(format!(
+            "the role has no signed package: {} holds none (the build makes it: `cargo xtask \
+             demo` or `cargo xtask test`, or `mote package roles --key KEY --bin-dir {}`); set \
+             allow_unsigned = true in [packages] to pack it unsigned for development",
+            roles.dir.display(),
+            bin_dir.display()
+        )));
+    }
+    let bytes = crate::roles::pack(b, bin_dir, mtime).map_err(problem)?;
+    let package = mote_package::open(&bytes).map_err(|e| problem(e.to_string()))?;
     Ok(Found {
         package,
-        origin: Origin::Builtin,
+        origin: Origin::Unsigned {
+            path: bin_dir.to_owned(),
+            reason: format!(
+                "packed from the bin dir: {} holds no signed roles",
+                roles.dir.display()
+            ),
+        },
     })
 }
 
@@ -531,15 +545,23 @@ pub(crate) fn reports(found: &[Found]) -> Vec<PackageReport> {
 pub(crate) fn trust_files(
     packages: &Packages,
     manifest_dir: &Path,
+    bin_dir: &Path,
     layout: &mut Layout,
 ) -> Result<(), ImageBuildError> {
     let dir = mote_config::paths::TRUST.trim_start_matches('/');
-    for (key, text) in trusted_keys(packages, manifest_dir)? {
+    let mote_key = crate::roles::RolesDir::in_bin_dir(bin_dir)
+        .key()
+        .ok()
+        .map(|(key, text)| (key, text, "mote's own key (the roles' signer)"));
+    let listed = trusted_keys(packages, manifest_dir)?
+        .into_iter()
+        .map(|(key, text)| (key, text, "[packages] trusted_keys"));
+    for (key, text, origin) in mote_key.into_iter().chain(listed) {
         let path = format!("{dir}/{}.pub", key.key_id());
-        layout.insert(
-            path,
-            Entry::bytes(text.into_bytes(), 0o644, "[packages] trusted_keys"),
-        )?;
+        if layout.entries.contains_key(&path) {
+            continue;
+        }
+        layout.insert(path, Entry::bytes(text.into_bytes(), 0o644, origin))?;
     }
     if packages.allow_unsigned {
         layout.insert(

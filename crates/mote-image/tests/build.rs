@@ -574,7 +574,15 @@ fn unknown_drivers_name_the_kernel_and_the_nearest() {
 fn the_web_package_installs_mote_web_a_default_site_and_page() {
     let fixture = Fixture::new();
     let text = format!("packages = [\"web\"]\n{MANIFEST}");
+    // No signed roles beside the binaries: refused, saying how to make them.
     let message = error(&fixture, &text);
+    assert!(
+        message.contains("no signed package") && message.contains("mote package roles"),
+        "{message}"
+    );
+    // Packed unsigned for development, but mote-web is not built.
+    let unsigned = format!("[packages]\ninstall = [\"web\"]\nallow_unsigned = true\n{MANIFEST}");
+    let message = error(&fixture, &unsigned);
     assert!(
         message.starts_with("packages: web: reading ")
             && message.contains(&fixture.path("bin/mote-web").display().to_string())
@@ -587,10 +595,35 @@ fn the_web_package_installs_mote_web_a_default_site_and_page() {
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
+    let report = fixture.build_text(&unsigned, "out0").unwrap();
+    assert!(matches!(
+        report.packages[0].origin,
+        mote_image::Origin::Unsigned { .. }
+    ));
+
+    // The build's signed roles (`mote package roles`): taken, and the node
+    // trusts their key.
+    let keys = mote_package::generate_key().unwrap();
+    let secret = mote_package::SecretKey::parse(&keys.secret, "k", None).unwrap();
+    let bin = fixture.path("bin");
+    let packed =
+        mote_image::roles::pack_all(&bin, &secret, &keys.public, &bin.join("roles")).unwrap();
+    assert_eq!(packed[0].name, "web");
     let report = fixture.build_text(&text, "out").unwrap();
     assert_eq!(report.packages.len(), 1);
     assert_eq!(report.packages[0].name, "web");
-    assert_eq!(report.packages[0].origin, mote_image::Origin::Builtin);
+    assert!(
+        matches!(&report.packages[0].origin, mote_image::Origin::Role { key_id, .. } if *key_id == keys.key_id),
+        "{:?}",
+        report.packages[0].origin
+    );
+    let initrd = std::fs::read(fixture.path("out/initrd.img")).unwrap();
+    let (_, userland, _) = segments(&initrd);
+    assert_eq!(
+        userland[&format!("etc/mote/trust/{}.pub", keys.key_id)].data,
+        keys.public.as_bytes()
+    );
+
     let initrd = std::fs::read(fixture.path("out/initrd.img")).unwrap();
     let (_, userland, _) = segments(&initrd);
     assert_eq!(userland["usr/bin/mote-web"].mode, 0o100755);
@@ -612,7 +645,18 @@ fn the_web_package_installs_mote_web_a_default_site_and_page() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture.path("out/build.json")).unwrap()).unwrap();
     assert_eq!(json["packages"][0]["name"], "web");
-    assert_eq!(json["packages"][0]["origin"]["kind"], "builtin");
+    assert_eq!(json["packages"][0]["origin"]["kind"], "role");
+
+    // A role package changed after signing: refused.
+    let original = std::fs::read(&packed[0].file).unwrap();
+    let mut changed = original.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 1;
+    std::fs::write(&packed[0].file, &changed).unwrap();
+    std::fs::remove_dir_all(fixture.path("out")).unwrap();
+    let message = error(&fixture, &text);
+    assert!(message.contains("signed index says"), "{message}");
+    std::fs::write(&packed[0].file, &original).unwrap();
 
     // The user's page and roles.web win.
     let text = format!(

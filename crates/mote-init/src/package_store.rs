@@ -180,6 +180,43 @@ impl Store {
         Ok((package, trust))
     }
 
+    /// A package installed online runs on the kernel as the image left
+    /// it: each module it needs must be loaded (`/sys/module/NAME`) or
+    /// built in ([`mote_config::paths::MODULES_BUILTIN`]). Images load
+    /// every module they carry at boot, so a module missing here is one
+    /// only a new image brings.
+    fn check_modules(&self, m: &PackageManifest) -> Result<(), Refusal> {
+        let builtin = std::fs::read_to_string(
+            self.root
+                .join(mote_config::paths::MODULES_BUILTIN.trim_start_matches('/')),
+        )
+        .unwrap_or_default();
+        let missing: Vec<&str> = m
+            .modules
+            .iter()
+            .map(String::as_str)
+            .filter(|name| {
+                let n = name.replace('-', "_");
+                !self.root.join("sys/module").join(&n).exists() && !builtin.lines().any(|l| l == n)
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            ErrorKind::Invalid,
+            format!(
+                "{} needs the kernel module{} {}, which this node's image does not carry; add \
+                 {} to [kernel] drivers in its manifest and build a new image (or install the \
+                 package offline, in [packages] install, which does that); nothing was changed",
+                m.id(),
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" },
+            ),
+        ))
+    }
+
     /// Verifies and unpacks a package (an install, or an upgrade of one
     /// installed online), keeping its archive as pending. `image` names the
     /// packages the image holds, which only a new image changes.
@@ -204,6 +241,7 @@ impl Store {
         }
         let previous = installed.packages.get(&m.name).cloned();
         check_fits(m, installed)?;
+        self.check_modules(m)?;
         std::fs::create_dir_all(&self.dir).map_err(|e| Refusal::io("cannot make", &self.dir, e))?;
         let pending = self.pending(&m.name);
         write_synced(&pending, bytes).map_err(|e| Refusal::io("cannot write", &pending, e))?;
@@ -679,6 +717,54 @@ mod tests {
         assert!(!read(&n, "etc/passwd").unwrap().contains("app:"));
         assert!(installed(&n).packages.is_empty());
         assert_eq!(n.store.reinstate(&none).0.len(), 0);
+    }
+
+    #[test]
+    fn a_package_needs_its_modules_loaded_or_built_in() {
+        let n = node();
+        let none = BTreeSet::new();
+        std::fs::create_dir_all(n.store.root.join("sys/module/nf_nat")).unwrap();
+        std::fs::create_dir_all(n.store.root.join("etc/mote")).unwrap();
+        std::fs::write(
+            n.store.root.join("etc/mote/modules.builtin"),
+            "unix\nvirtio_net\n",
+        )
+        .unwrap();
+        let with_modules = |modules: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("package.toml"),
+                format!(
+                    "name = \"app\"\nversion = \"1.0.0\"\ndescription = \"x\"\n\
+                     modules = [{modules}]\n[[files]]\nsource = \"app.conf\"\n\
+                     destination = \"/etc/app.conf\"\nmode = \"0644\"\n"
+                ),
+            )
+            .unwrap();
+            std::fs::write(dir.path().join("app.conf"), "x").unwrap();
+            mote_package::build(dir.path(), &Default::default()).unwrap()
+        };
+
+        let missing = with_modules("\"nf_nat\", \"dummy\", \"tun\"");
+        let e = n
+            .store
+            .stage(&missing, Some(&sign(&n, &missing)), &installed(&n), &none)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(
+            e.message.contains("modules dummy, tun,") && e.message.contains("[kernel] drivers"),
+            "{}",
+            e.message
+        );
+        assert!(read(&n, "etc/app.conf").is_none(), "nothing was changed");
+        assert!(!n.store.pending("app").exists());
+
+        // Loaded (nf_nat) or built in (virtio-net, spelled with '-'): taken.
+        let fine = with_modules("\"nf_nat\", \"virtio-net\"");
+        n.store
+            .stage(&fine, Some(&sign(&n, &fine)), &installed(&n), &none)
+            .unwrap();
+        assert_eq!(read(&n, "etc/app.conf").as_deref(), Some("x"));
     }
 
     #[test]

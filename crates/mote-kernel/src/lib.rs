@@ -55,7 +55,7 @@ pub mod testing;
 pub use bundles::{bundle, bundle_names, expand_drivers};
 pub use cache::{CachedKernel, KernelCache};
 pub use error::KernelError;
-pub use modules::{available_modules, resolve_modules, Module};
+pub use modules::{available_modules, builtin_modules, resolve_modules, Module};
 pub use obtain::{obtain, ResolvedKernel};
 
 /// A module name as the kernel compares it: `-` and `_` are the same.

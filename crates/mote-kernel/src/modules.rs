@@ -73,6 +73,13 @@ pub fn available_modules(modules_dir: &Path) -> Result<Vec<String>, KernelError>
     Ok(Tree::scan(modules_dir)?.files.into_keys().collect())
 }
 
+/// The names of the modules built into the kernel (normalized, sorted),
+/// from `modules.builtin` or `modules.builtin.modinfo`; empty when it has
+/// neither.
+pub fn builtin_modules(modules_dir: &Path) -> Result<Vec<String>, KernelError> {
+    Ok(read_builtin(modules_dir)?.into_iter().collect())
+}
+
 /// One kernel's modules, by normalized name.
 struct Tree {
     dir: PathBuf,

@@ -10,6 +10,11 @@
 //! The index's signature covers every package's SHA-256, so a package
 //! taken through a trusted index is authenticated by its digest; a file
 //! that does not match it is refused.
+//!
+//! A repository is a directory or the same files served over HTTP(S)
+//! ([`Source`]); HTTPS is checked against the system's trust store
+//! (`SSL_CERT_FILE` names another bundle). The transport needs no trust of
+//! its own: the index's signature and the digests carry it.
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +81,14 @@ pub enum RepositoryError {
         /// What is wrong.
         message: String,
     },
+    /// An HTTP(S) repository could not be read.
+    #[error("{url}: {message}")]
+    Fetch {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        message: String,
+    },
     /// A package file does not match the digest its index gives.
     #[error("{path}: its SHA-256 is {found}, but the signed index says {expected}: the file was changed or replaced; get it again from the repository")]
     Digest {
@@ -98,6 +111,141 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepositoryError + '_ {
 /// SHA-256 of `bytes`, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Where a repository's files are: a directory, or an `http://` or
+/// `https://` base URL (feature `http`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local directory.
+    Dir(PathBuf),
+    /// A base URL, without its trailing `/`.
+    Url(String),
+}
+
+/// The largest index fetched (a repository of thousands of packages is
+/// far below it).
+const MAX_INDEX: u64 = 16 << 20;
+/// The largest package fetched.
+const MAX_PACKAGE: u64 = 1 << 30;
+
+impl Source {
+    /// `text` as a manifest or a command line names a repository; a
+    /// relative directory is taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> Self {
+        if text.starts_with("http://") || text.starts_with("https://") {
+            Self::Url(text.trim_end_matches('/').to_owned())
+        } else {
+            Self::Dir(base.join(text))
+        }
+    }
+
+    /// Where `file` of the repository is, for messages.
+    pub fn locate(&self, file: &str) -> PathBuf {
+        match self {
+            Self::Dir(dir) => dir.join(file),
+            Self::Url(url) => PathBuf::from(format!("{url}/{file}")),
+        }
+    }
+
+    /// The bytes of `file` (at most `limit`); `Ok(None)` when the
+    /// repository has no such file.
+    fn fetch(&self, file: &str, limit: u64) -> Result<Option<Vec<u8>>, RepositoryError> {
+        match self {
+            Self::Dir(dir) => {
+                let path = dir.join(file);
+                match std::fs::read(&path) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io(&path)(e)),
+                }
+            }
+            Self::Url(url) => http_get(&format!("{url}/{file}"), limit),
+        }
+    }
+
+    /// The text of `file`'s signature (`FILE.minisig`), if the repository
+    /// has one.
+    pub fn fetch_signature(&self, file: &str) -> Result<Option<String>, RepositoryError> {
+        Ok(self
+            .fetch(&format!("{file}.{SIGNATURE_EXTENSION}"), MAX_INDEX)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Like [`Self::fetch`], a missing file an error.
+    fn fetch_required(&self, file: &str, limit: u64) -> Result<Vec<u8>, RepositoryError> {
+        self.fetch(file, limit)?.ok_or_else(|| RepositoryError::Io {
+            path: self.locate(file),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        })
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(dir) => write!(f, "{}", dir.display()),
+            Self::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+/// GET `url`: its body, `None` on 404 or 410.
+#[cfg(feature = "http")]
+fn http_get(url: &str, limit: u64) -> Result<Option<Vec<u8>>, RepositoryError> {
+    use std::sync::OnceLock;
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    let agent = AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .timeout_global(Some(std::time::Duration::from_secs(300)))
+            .http_status_as_error(false)
+            .user_agent(concat!("mote/", env!("CARGO_PKG_VERSION")))
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            )
+            .build()
+            .into()
+    });
+    let failed = |message: String| RepositoryError::Fetch {
+        url: url.to_owned(),
+        message,
+    };
+    let mut response = agent.get(url).call().map_err(|e| failed(e.to_string()))?;
+    match response.status().as_u16() {
+        200 => {}
+        404 | 410 => return Ok(None),
+        code => {
+            return Err(failed(format!(
+                "the server answered {code} {}",
+                response.status().canonical_reason().unwrap_or("")
+            )))
+        }
+    }
+    response
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map(Some)
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(n) => failed(format!(
+                "the file is larger than {n} bytes, the most mote reads"
+            )),
+            e => failed(e.to_string()),
+        })
+}
+
+#[cfg(not(feature = "http"))]
+fn http_get(url: &str, _limit: u64) -> Result<Option<Vec<u8>>, RepositoryError> {
+    Err(RepositoryError::Fetch {
+        url: url.to_owned(),
+        message: "this program reads repositories from directories only (mote-package built \
+                  without its `http` feature)"
+            .into(),
+    })
 }
 
 impl Index {
@@ -135,12 +283,11 @@ impl Index {
         Ok(Self { packages })
     }
 
-    /// Reads `dir/index.json` and checks its signature against `trusted`.
-    pub fn read_trusted(dir: &Path, trusted: &[PublicKey]) -> Result<Self, RepositoryError> {
-        let path = dir.join(INDEX_FILE);
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
-        let sig_path = signature_path(&path);
-        let signature = std::fs::read_to_string(&sig_path).ok();
+    /// Reads the repository's `index.json` and checks its signature
+    /// against `trusted`.
+    pub fn read_trusted(source: &Source, trusted: &[PublicKey]) -> Result<Self, RepositoryError> {
+        let (bytes, signature) = Self::fetch(source)?;
+        let path = source.locate(INDEX_FILE);
         verify(&bytes, signature.as_deref(), trusted).map_err(|source| {
             RepositoryError::Untrusted {
                 path: path.clone(),
@@ -151,6 +298,26 @@ impl Index {
             path,
             message: format!("not a repository index: {e}"),
         })
+    }
+
+    /// Reads the repository's `index.json` without checking a signature
+    /// (for a client that hands the package to a node that checks it).
+    pub fn read_unverified(source: &Source) -> Result<Self, RepositoryError> {
+        let (bytes, _) = Self::fetch(source)?;
+        serde_json::from_slice(&bytes).map_err(|e| RepositoryError::Invalid {
+            path: source.locate(INDEX_FILE),
+            message: format!("not a repository index: {e}"),
+        })
+    }
+
+    /// The index's bytes and its signature's text, if it has one.
+    fn fetch(source: &Source) -> Result<(Vec<u8>, Option<String>), RepositoryError> {
+        let bytes = source.fetch_required(INDEX_FILE, MAX_INDEX)?;
+        let sig_file = format!("{INDEX_FILE}.{SIGNATURE_EXTENSION}");
+        let signature = source
+            .fetch(&sig_file, MAX_INDEX)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        Ok((bytes, signature))
     }
 
     /// The highest version of `name` that `requirement` accepts.
@@ -175,17 +342,22 @@ impl Index {
 }
 
 impl Entry {
-    /// Reads the entry's file from the repository `dir` and checks it
-    /// against the index's digest.
-    pub fn read(&self, dir: &Path) -> Result<Vec<u8>, RepositoryError> {
-        let path = dir.join(&self.file);
-        if Path::new(&self.file).components().count() != 1 {
+    /// Reads the entry's file from the repository and checks it against
+    /// the index's digest.
+    pub fn read(&self, source: &Source) -> Result<Vec<u8>, RepositoryError> {
+        let path = source.locate(&self.file);
+        if Path::new(&self.file).components().count() != 1
+            || !self
+                .file
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'?')
+        {
             return Err(RepositoryError::Invalid {
                 path,
                 message: "an index file name must be a plain file in the repository".into(),
             });
         }
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let bytes = source.fetch_required(&self.file, MAX_PACKAGE)?;
         let found = sha256_hex(&bytes);
         if found != self.sha256 {
             return Err(RepositoryError::Digest {
@@ -234,7 +406,11 @@ mod tests {
         std::fs::write(repo.path().join(INDEX_FILE), &text).unwrap();
 
         // Unsigned: refused.
-        let e = Index::read_trusted(repo.path(), std::slice::from_ref(&public)).unwrap_err();
+        let e = Index::read_trusted(
+            &Source::Dir(repo.path().to_owned()),
+            std::slice::from_ref(&public),
+        )
+        .unwrap_err();
         assert!(matches!(
             e,
             RepositoryError::Untrusted {
@@ -244,12 +420,16 @@ mod tests {
         ));
         let sig = crate::sign(text.as_bytes(), &secret, "index").unwrap();
         std::fs::write(signature_path(&repo.path().join(INDEX_FILE)), sig).unwrap();
-        let read = Index::read_trusted(repo.path(), std::slice::from_ref(&public)).unwrap();
+        let read = Index::read_trusted(
+            &Source::Dir(repo.path().to_owned()),
+            std::slice::from_ref(&public),
+        )
+        .unwrap();
         assert_eq!(read, index);
         let best = read.best("app", &"^1".parse().unwrap()).unwrap();
         assert_eq!(best.version.to_string(), "1.2.0");
         assert!(read.best("app", &"^3".parse().unwrap()).is_none());
-        assert!(best.read(repo.path()).is_ok());
+        assert!(best.read(&Source::Dir(repo.path().to_owned())).is_ok());
 
         // A replaced file: its digest no longer matches.
         std::fs::copy(
@@ -258,13 +438,13 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            best.read(repo.path()),
+            best.read(&Source::Dir(repo.path().to_owned())),
             Err(RepositoryError::Digest { .. })
         ));
 
         // A changed index: its signature no longer matches.
         std::fs::write(repo.path().join(INDEX_FILE), text.replace("1.2.0", "1.9.0")).unwrap();
-        let e = Index::read_trusted(repo.path(), &[public]).unwrap_err();
+        let e = Index::read_trusted(&Source::Dir(repo.path().to_owned()), &[public]).unwrap_err();
         assert!(matches!(
             e,
             RepositoryError::Untrusted {

@@ -3,9 +3,11 @@
 //! package, signed, and installed over the API with `mote -n NAME package
 //! install`. Checked from the host, through a port forward: nothing answers
 //! on 8080 before, hello answers after the install; an upgrade taken by
-//! name from a signed repository (a new greeting) answers with the new
-//! greeting; a tampered package (another
-//! archive under a good signature) is refused with nothing changed; after a power-off and a boot on the same state
+//! name from a signed repository served over HTTPS by nginx (a new
+//! greeting) answers with the new greeting; a tampered package (another
+//! archive under a good signature) and one that needs a kernel module the
+//! image does not carry are refused with nothing changed; after a
+//! power-off and a boot on the same state
 //! disk the upgraded package serves again; a removal closes the port and
 //! the service is gone.
 //!
@@ -16,6 +18,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+mod repo_server;
 mod vm;
 use vm::*;
 
@@ -58,13 +61,17 @@ fn hello_package(
     key: &Path,
     version: &str,
     greeting: Option<&str>,
+    modules: &[&str],
     name: &str,
 ) -> String {
     let dir = st.join(format!("pkg-{version}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut text = std::fs::read_to_string(root().join("examples/hello/package.toml"))
         .unwrap()
-        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
+        .replace(
+            "version = \"0.1.0\"",
+            &format!("version = \"{version}\"\nmodules = {modules:?}"),
+        );
     if let Some(g) = greeting {
         text.push_str(&format!("environment = {{ GREETING = \"{g}\" }}\n"));
     }
@@ -119,8 +126,17 @@ fn a_signed_package_is_installed_upgraded_kept_across_a_reboot_and_removed() {
     let manifest = st.join("pkg.toml");
     std::fs::write(&manifest, MANIFEST).unwrap();
     let image = build_image(st, manifest.to_str().unwrap());
-    let v1 = hello_package(st, &key, "0.1.0", None, "hello-1.mpkg");
-    let v2 = hello_package(st, &key, "0.2.0", Some("upgraded"), "hello-2.mpkg");
+    let v1 = hello_package(st, &key, "0.1.0", None, &[], "hello-1.mpkg");
+    let v2 = hello_package(st, &key, "0.2.0", Some("upgraded"), &[], "hello-2.mpkg");
+    // Needs a kernel module the image does not carry (and one it does).
+    let v3 = hello_package(
+        st,
+        &key,
+        "0.3.0",
+        None,
+        &["virtio_net", "dummy"],
+        "hello-3.mpkg",
+    );
 
     let name = "e2e-packages";
     let http = free_port();
@@ -159,8 +175,24 @@ fn a_signed_package_is_installed_upgraded_kept_across_a_reboot_and_removed() {
     assert_eq!(packages(st, name), [("hello".into(), "0.1.0".into(), true)]);
     assert!(get(http, "/", "3").unwrap().contains("hello from pkg"));
 
-    // Upgraded, by name from a repository (its index signed with the same
-    // key): the new version's service answers.
+    // Needs a module this node's image does not carry: refused, nothing
+    // changed.
+    let refused = run(st, &["-n", name, "package", "upgrade", &v3]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a package whose module is missing was taken"
+    );
+    assert!(
+        said.contains("kernel module dummy") && said.contains("[kernel] drivers"),
+        "{said}"
+    );
+    assert_eq!(packages(st, name), [("hello".into(), "0.1.0".into(), true)]);
+    assert!(get(http, "/", "3").unwrap().contains("hello from pkg"));
+
+    // Upgraded, by name from a repository served over HTTPS by nginx (its
+    // index signed with the same key; the server's certificate from a test
+    // CA that SSL_CERT_FILE names): the new version's service answers.
     let repo = st.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     for ext in ["", ".minisig"] {
@@ -178,11 +210,15 @@ fn a_signed_package_is_installed_upgraded_kept_across_a_reboot_and_removed() {
         ),
         "package index",
     );
-    let change = remote(
-        st,
-        name,
-        &["package", "upgrade", "hello", "--repository", repo_s],
-    );
+    let server = repo_server::serve(&st.join("nginx"), &repo);
+    let upgraded = mote(st)
+        .args(["-n", name, "package", "upgrade", "hello", "--json"])
+        .args(["--repository", &server.https])
+        .env("SSL_CERT_FILE", &server.ca)
+        .output()
+        .expect("mote runs");
+    let change: serde_json::Value =
+        serde_json::from_str(&ok(upgraded, "upgrade over HTTPS")).expect("the change as JSON");
     assert_eq!(change["previous"], "0.1.0", "{change}");
     let body = wait_for("the upgrade to answer", Duration::from_secs(30), || {
         get(http, "/", "3").ok().filter(|b| b.contains("upgraded"))

@@ -5,6 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod repo_server;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -196,6 +198,93 @@ fn verify_refuses_tampered_untrusted_and_unsigned_packages_with_exit_3() {
     std::fs::write(&package, &original).unwrap();
     std::fs::remove_file(dir.path().join("hello.mpkg.minisig")).unwrap();
     refused(verify(&public), "unsigned");
+}
+
+/// `mote check` (which reads what `mote build` reads) takes a package by
+/// name from a repository served over HTTP and over HTTPS by nginx; HTTPS
+/// is checked against the system's trust store, so the test CA works only
+/// once `SSL_CERT_FILE` names it; a package replaced on the server is
+/// refused by the signed index's digest.
+#[test]
+fn a_repository_over_http_and_https_serves_mote_check_and_build() {
+    let (dir, key, package) = built();
+    json(&mote(
+        dir.path(),
+        &["package", "sign", s(&package), "--key", s(&key), "--json"],
+    ));
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    for ext in ["", ".minisig"] {
+        std::fs::copy(
+            format!("{}{ext}", package.display()),
+            repo.join(format!("hello-0.1.0.mpkg{ext}")),
+        )
+        .unwrap();
+    }
+    json(&mote(
+        dir.path(),
+        &["package", "index", s(&repo), "--key", s(&key), "--json"],
+    ));
+    let server = repo_server::serve(&dir.path().join("nginx"), &repo);
+    let check = |url: &str, ca: Option<&Path>| {
+        let manifest = dir.path().join("node.toml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "[image]\nname = \"node\"\n[system]\nhostname = \"node\"\n\
+                 admin_password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$qDlJD2EWEYpHBgW7IRYtSQ$\
+                 ie0U/szP31ImnGwG1wpP/BLQ4dOzA6Y78z93v5sOdwU\"\n[packages]\n\
+                 install = [\"hello\"]\nrepositories = [\"{url}\"]\n\
+                 trusted_keys = [\"keys/me.key.pub\"]\n"
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mote"));
+        command
+            .args(["check", s(&manifest), "--json"])
+            .env("MOTE_CONFIG_DIR", dir.path())
+            .env_remove("SSL_CERT_DIR");
+        match ca {
+            Some(ca) => command.env("SSL_CERT_FILE", ca),
+            None => command.env_remove("SSL_CERT_FILE"),
+        };
+        command.output().unwrap()
+    };
+
+    for url in [server.http.clone(), format!("{}/", server.https)] {
+        let checked = json(&check(&url, Some(&server.ca)));
+        assert_eq!(checked["packages"], serde_json::json!(["hello"]), "{url}");
+        assert!(
+            checked["open_ports"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("8080/tcp")),
+            "{url}: the package's manifest came over the wire: {checked}"
+        );
+    }
+
+    // Without the test CA, the server's certificate is refused.
+    let out = check(&server.https, None);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&server.https) && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    // A missing repository names the URL and the status.
+    let out = check(&format!("{}/nowhere", server.http), None);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("/nowhere/index.json"), "{err}");
+
+    // A package replaced on the server: its digest no longer matches the
+    // signed index.
+    std::fs::write(repo.join("hello-0.1.0.mpkg"), b"replaced").unwrap();
+    let out = check(&server.http, None);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("signed index says"), "{err}");
 }
 
 #[test]

@@ -332,12 +332,17 @@ async fn a_changed_section_reloads_its_package_service() {
     let hups = dir.path().join("hups");
     std::fs::write(&hups, "").unwrap();
     std::fs::set_permissions(&hups, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // The app (as nobody) cannot make files in `dir`; it writes this one.
+    let ready = dir.path().join("hups.ready");
+    std::fs::write(&ready, "").unwrap();
+    std::fs::set_permissions(&ready, std::fs::Permissions::from_mode(0o666)).unwrap();
     let app = dir.path().join("app");
     std::fs::write(
         &app,
         format!(
-            "#!/bin/sh\ntrap 'echo hup >> {}' HUP\nwhile :; do sleep 0.05; done\n",
-            hups.display()
+            "#!/bin/sh\ntrap 'echo hup >> {h}' HUP\necho trapped > {h}.ready\n\
+             while :; do sleep 0.05; done\n",
+            h = hups.display()
         ),
     )
     .unwrap();
@@ -384,8 +389,15 @@ async fn a_changed_section_reloads_its_package_service() {
             .and_then(|i| i.pid)
     };
     let before = pid(&supervisor).expect("app runs");
-    // Let the shell install its trap.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The shell says when its trap is installed (a loaded host is slow).
+    let trapped = || std::fs::read_to_string(&ready).unwrap().contains("trapped");
+    for _ in 0..500 {
+        if trapped() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(trapped(), "the app never installed its trap");
     let (tx, _power) = mpsc::channel(1);
     let node = Node::new(events, supervisor.clone(), initial.clone(), 5, options, tx);
 
@@ -396,7 +408,7 @@ async fn a_changed_section_reloads_its_package_service() {
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(roles.join("app.json")).unwrap()).unwrap();
     assert_eq!(written["sites"][0]["name"], "b");
-    for _ in 0..100 {
+    for _ in 0..500 {
         if std::fs::read_to_string(&hups).unwrap().contains("hup") {
             break;
         }

@@ -94,6 +94,24 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Pack the roles this mote was built with (web, …) from the bin dir
+    /// into signed packages: a repository in BIN/roles (or --out) with a
+    /// signed index and KEY.pub as mote.pub. Images take their roles from
+    /// there; `cargo xtask demo` and `cargo xtask test` run this with the
+    /// workspace key.
+    Roles {
+        /// The secret key that signs them (its public key is KEY.pub).
+        #[arg(long, value_name = "PATH")]
+        key: PathBuf,
+        /// The repository to write [default: BIN/roles]
+        #[arg(short, long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        bins: BinDir,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// On a node (-n NODE): the installed packages, where each came from
     /// and who signed it.
     List {
@@ -129,9 +147,10 @@ struct Upload {
     #[arg(long, value_name = "PATH")]
     signature: Option<PathBuf>,
     /// Take the highest version of the package named FILE from this
-    /// repository directory (see `package index`).
-    #[arg(long, value_name = "DIR")]
-    repository: Option<PathBuf>,
+    /// repository: a directory or an http:// or https:// URL (see
+    /// `package index`).
+    #[arg(long, value_name = "DIR|URL")]
+    repository: Option<String>,
     /// Print the API's JSON.
     #[arg(long)]
     json: bool,
@@ -179,6 +198,12 @@ fn local(verb: Verb) -> anyhow::Result<()> {
             json,
         } => verify(&file, &key, signature, json),
         Verb::Index { dir, key, json } => index(&dir, &key, json),
+        Verb::Roles {
+            key,
+            out,
+            bins,
+            json,
+        } => roles(&key, out, &bins, json),
         Verb::List { .. } | Verb::Install(_) | Verb::Upgrade(_) | Verb::Remove { .. } => {
             unreachable!("run() sends the node verbs to the node")
         }
@@ -205,6 +230,49 @@ fn read_secret_key(key_path: &Path) -> anyhow::Result<mote_package::SecretKey> {
         password.as_deref(),
     )
     .code(Code::InvalidInput)
+}
+
+fn roles(key_path: &Path, out: Option<PathBuf>, bins: &BinDir, json: bool) -> anyhow::Result<()> {
+    let key = read_secret_key(key_path)?;
+    let public_path = PathBuf::from(format!("{}.pub", key_path.display()));
+    let public = std::fs::read_to_string(&public_path)
+        .with_context(|| {
+            format!(
+                "reading the public key {} (mote key generate writes it beside the secret key)",
+                public_path.display()
+            )
+        })
+        .code(Code::InvalidInput)?;
+    let bin_dir = bins.resolve()?;
+    let out = out.unwrap_or_else(|| mote_image::roles::RolesDir::in_bin_dir(&bin_dir).dir);
+    let packed = mote_image::roles::pack_all(&bin_dir, &key, &public, &out)
+        .map_err(anyhow::Error::from)
+        .code(Code::InvalidInput)?;
+    if json {
+        return output::json(&serde_json::json!({
+            "repository": out,
+            "key_id": key.key_id(),
+            "roles": packed,
+        }));
+    }
+    let rows: Vec<Vec<String>> = packed
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.version.clone(),
+                p.file.display().to_string(),
+                p.sha256[..16].to_string(),
+            ]
+        })
+        .collect();
+    output::table(&["ROLE", "VERSION", "FILE", "SHA-256"], &rows);
+    println!(
+        "\nsigned by key {} into the repository {}",
+        key.key_id(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn index(dir: &Path, key_path: &Path, json: bool) -> anyhow::Result<()> {

@@ -25,8 +25,9 @@ pub enum Remote {
         file: PathBuf,
         /// Its signature [default: FILE.minisig when it exists].
         signature: Option<PathBuf>,
-        /// `file` names a package in this repository directory.
-        repository: Option<PathBuf>,
+        /// `file` names a package in this repository (a directory or an
+        /// HTTP(S) URL).
+        repository: Option<String>,
         /// Upgrade an installed package rather than install a new one.
         upgrade: bool,
         /// Print the API's JSON.
@@ -69,17 +70,24 @@ pub async fn run(s: &Session, r: &Remote) -> anyhow::Result<()> {
             upgrade,
             json,
         } => {
-            let (file, archive) = match repository {
-                Some(dir) => from_repository(dir, file)?,
+            let (file, archive, signature) = match repository {
+                Some(repository) => {
+                    let (file, bytes, found) = from_repository(repository, file)?;
+                    let signature = match signature {
+                        Some(path) => read_signature(&file, Some(path))?,
+                        None => found,
+                    };
+                    (file, bytes, signature)
+                }
                 None => {
                     let bytes = std::fs::read(file)
                         .with_context(|| format!("reading {}", file.display()))
                         .code(Code::InvalidInput)?;
-                    (file.clone(), bytes)
+                    let signature = read_signature(file, signature.as_deref())?;
+                    (file.clone(), bytes, signature)
                 }
             };
             let file = &file;
-            let signature = read_signature(file, signature.as_deref())?;
             let name = if *upgrade {
                 let package = mote_package::open(&archive)
                     .with_context(|| format!("{} is not a package that opens", file.display()))
@@ -113,24 +121,27 @@ pub async fn run(s: &Session, r: &Remote) -> anyhow::Result<()> {
     }
 }
 
-/// The highest version of the package `name` in the repository `dir`, its
-/// file checked against the index's digest (the node checks its signature).
-fn from_repository(dir: &Path, name: &Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
-    use mote_package::repository::{Index, INDEX_FILE};
-    let path = dir.join(INDEX_FILE);
-    let text = std::fs::read(&path)
-        .with_context(|| format!("reading {}", path.display()))
-        .code(Code::InvalidInput)?;
-    let index: Index = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a repository index", path.display()))
-        .code(Code::InvalidInput)?;
+/// The highest version of the package `name` in the repository (a
+/// directory or an HTTP(S) URL), its file checked against the index's
+/// digest (the node checks the package's signature), and the signature's
+/// text when the repository has one.
+fn from_repository(
+    repository: &str,
+    name: &Path,
+) -> anyhow::Result<(PathBuf, Vec<u8>, Option<String>)> {
+    use mote_package::repository::{Index, Source};
+    let source = Source::parse(repository, Path::new("."));
+    let index = Index::read_unverified(&source).code(Code::InvalidInput)?;
     let name = name.to_string_lossy();
     let entry = index
         .latest(&name)
-        .with_context(|| format!("{} lists no package {name:?}", path.display()))
+        .with_context(|| format!("repository {source} lists no package {name:?}"))
         .code(Code::InvalidInput)?;
-    let bytes = entry.read(dir).code(Code::InvalidInput)?;
-    Ok((dir.join(&entry.file), bytes))
+    let bytes = entry.read(&source).code(Code::InvalidInput)?;
+    let signature = source
+        .fetch_signature(&entry.file)
+        .code(Code::InvalidInput)?;
+    Ok((source.locate(&entry.file), bytes, signature))
 }
 
 fn read_signature(file: &Path, given: Option<&Path>) -> anyhow::Result<Option<String>> {
