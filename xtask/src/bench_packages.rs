@@ -24,20 +24,12 @@ use anyhow::{bail, Context};
 const NODE: &str = "bench-packages";
 const USAGE: &str = "usage: cargo xtask bench packages [--runs N] [--json]";
 
-/// The node: management only, trusting `me.key.pub`.
-const MANIFEST: &str = r#"
-[image]
-name = "pkg"
-[kernel]
-drivers = ["virtio"]
-[system]
-hostname = "pkg"
-admin_password_hash = "$argon2id$v=19$m=19456,t=2,p=1$qDlJD2EWEYpHBgW7IRYtSQ$ie0U/szP31ImnGwG1wpP/BLQ4dOzA6Y78z93v5sOdwU"
-[network.interfaces.eth0]
-ipv4 = "dhcp"
-[packages]
-trusted_keys = ["me.key.pub"]
-"#;
+/// The node (`examples/online.toml`): management only, trusting
+/// `me.key.pub` beside it.
+fn manifest() -> anyhow::Result<String> {
+    let path = crate::root().join("examples/online.toml");
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
 
 /// `cargo xtask bench packages ARGS…`
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -85,7 +77,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     build_ms.remove(0);
     sign_ms.remove(0);
 
-    std::fs::write(t.join("pkg.toml"), MANIFEST)?;
+    std::fs::write(t.join("pkg.toml"), manifest()?)?;
     let image = t.join("image");
     cmd(&["build", &s(&t.join("pkg.toml")), "-o", &s(&image)])?;
     let port = free_port()?;

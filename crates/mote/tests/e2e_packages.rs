@@ -22,25 +22,6 @@ mod repo_server;
 mod vm;
 use vm::*;
 
-/// The node: management and nothing else, trusting `me.key.pub`.
-const MANIFEST: &str = r#"
-[image]
-name = "pkg"
-
-[kernel]
-drivers = ["virtio"]
-
-[system]
-hostname = "pkg"
-admin_password_hash = "$argon2id$v=19$m=19456,t=2,p=1$qDlJD2EWEYpHBgW7IRYtSQ$ie0U/szP31ImnGwG1wpP/BLQ4dOzA6Y78z93v5sOdwU"
-
-[network.interfaces.eth0]
-ipv4 = "dhcp"
-
-[packages]
-trusted_keys = ["me.key.pub"]
-"#;
-
 fn run(st: &Path, args: &[&str]) -> Output {
     mote(st).args(args).output().expect("mote runs")
 }
@@ -113,7 +94,7 @@ fn packages(st: &Path, name: &str) -> Vec<(String, String, bool)> {
 
 #[test]
 fn a_signed_package_is_installed_upgraded_kept_across_a_reboot_and_removed() {
-    if !prerequisites(&["mote-init", "moted", "mote-hello"]) {
+    if !prerequisites(&["mote-init", "moted", "mote-hello", "mote-web"]) {
         return;
     }
     let state = tempfile::tempdir().expect("temp dir");
@@ -124,7 +105,9 @@ fn a_signed_package_is_installed_upgraded_kept_across_a_reboot_and_removed() {
         "key generate",
     );
     let manifest = st.join("pkg.toml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
+    // examples/online.toml: management and nothing else, trusting
+    // me.key.pub beside it.
+    std::fs::copy(root().join("examples/online.toml"), &manifest).unwrap();
     let image = build_image(st, manifest.to_str().unwrap());
     let v1 = hello_package(st, &key, "0.1.0", None, &[], "hello-1.mpkg");
     let v2 = hello_package(st, &key, "0.2.0", Some("upgraded"), &[], "hello-2.mpkg");
@@ -227,7 +210,8 @@ fn a_signed_package_is_installed_upgraded_kept_across_a_reboot_and_removed() {
 
     // Power off, boot on the same state disk: the upgraded package is back.
     stop(st, name, node);
-    let node = boot(st, &image, name, &[(http, 8080)]);
+    let web = free_port();
+    let node = boot(st, &image, name, &[(http, 8080), (web, 80)]);
     let body = wait_for("hello after the reboot", Duration::from_secs(30), || {
         get(http, "/", "3").ok()
     });
@@ -250,5 +234,32 @@ fn a_signed_package_is_installed_upgraded_kept_across_a_reboot_and_removed() {
             .any(|s| s["name"] == "hello"),
         "{services}"
     );
+
+    // The web role is a package like any other: installed online from the
+    // build's signed roles (BIN/roles, signed by mote's own key, which the
+    // image trusts), its default page loads through the forward.
+    assert!(get(web, "/", "3").is_err(), "80 answered before the role");
+    let roles = std::path::PathBuf::from(std::env::var_os("MOTE_BIN_DIR").unwrap()).join("roles");
+    assert!(
+        roles.join("index.json").exists(),
+        "{} holds no signed roles: run `cargo xtask test` (it signs them)",
+        roles.display()
+    );
+    let change = remote(
+        st,
+        name,
+        &[
+            "package",
+            "install",
+            "web",
+            "--repository",
+            roles.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(change["package"]["trust"]["kind"], "signed", "{change}");
+    let page = wait_for("the web role's page", Duration::from_secs(30), || {
+        get(web, "/", "3").ok()
+    });
+    assert!(page.contains("mote web"), "{page}");
     stop(st, name, node);
 }

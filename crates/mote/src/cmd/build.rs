@@ -36,7 +36,9 @@ pub struct Args {
 #[derive(clap::Args, Clone)]
 pub struct BinDir {
     /// Directory holding the static node binaries (mote-init, …) and the
-    /// `bin:NAME` files of manifests [default: beside this mote executable]
+    /// `bin:NAME` files of manifests [default: beside this mote executable,
+    /// else the workspace's target/x86_64-unknown-linux-gnu/release that
+    /// built it]
     #[arg(long, env = "MOTE_BIN_DIR", value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 }
@@ -47,7 +49,15 @@ impl BinDir {
             return Ok(dir.clone());
         }
         let exe = std::env::current_exe().context("finding the mote executable")?;
-        Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+        let beside = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+        // `cargo xtask demo` installs a copy of mote in ~/.cargo/bin; the
+        // node binaries it was built with stay in the workspace's target.
+        let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/x86_64-unknown-linux-gnu/release");
+        if !beside.join("mote-init").is_file() && built.join("mote-init").is_file() {
+            return Ok(built);
+        }
+        Ok(beside)
     }
 }
 
