@@ -1,10 +1,12 @@
-//! `mote image edit DISK --set KEY=VALUE`: change the settings a disk
-//! boots with, without booting it (Nano Server's `Edit-NanoServerImage`).
+//! `mote image edit DISK --set KEY=VALUE --add-file SRC:DEST`: change the
+//! settings a disk boots with and add files to it, without booting it
+//! (Nano Server's `Edit-NanoServerImage`).
 //!
-//! The UKI's initramfs gets a third archive holding the new
-//! `/etc/mote/settings.json`: the kernel unpacks archives in order and a
-//! later file replaces an earlier one, so nothing already there is
-//! rewritten. The new settings are checked as the node checks a settings
+//! The UKI's initramfs gets one more archive holding the new
+//! `/etc/mote/settings.json` and the added files: the kernel unpacks
+//! archives in order and a later file replaces an earlier one, so nothing
+//! already there is rewritten. (Removing a file would need the archives
+//! rewritten; it is not offered.) The new settings are checked as the node checks a settings
 //! change (types, then every rule and each role's section), the UKI is
 //! assembled again from the stub and its sections, and written over the
 //! old one in the ESP. A qcow2 or VHDX is edited through a raw copy and
@@ -33,14 +35,56 @@ pub struct Change {
     pub new: Value,
 }
 
-/// Apply `sets` (dotted key, value) to the settings of the disk at `path`;
-/// `sign` (key, certificate) signs the new UKI when the old one was signed.
-/// Returns what changed.
+/// A file to add: the host file `source` at `destination` on the node,
+/// with the source's mode, owned by root.
+#[derive(Debug, Clone)]
+pub struct AddFile {
+    /// On this host.
+    pub source: PathBuf,
+    /// Absolute path on the node.
+    pub destination: String,
+}
+
+/// A file to add, read and checked: (path in the archive, mode, bytes).
+type Added = (String, u32, Vec<u8>);
+
+/// Reads and checks each file to add: a plain absolute destination that is
+/// not one of mote's own, a regular source file, static if an executable.
+fn read_added(files: &[AddFile]) -> Result<Vec<Added>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    files
+        .iter()
+        .map(|f| {
+            let what = format!("--add-file {}:{}", f.source.display(), f.destination);
+            let dest = crate::layout::normalize(&f.destination).ok_or_else(|| {
+                format!("{what}: the destination must be an absolute path without . or ..")
+            })?;
+            if let Some(why) = crate::layout::reserved(&dest) {
+                return Err(format!("{what}: {why}; change settings with --set"));
+            }
+            let file = std::fs::File::open(&f.source).map_err(|e| format!("{what}: {e}"))?;
+            let meta = file.metadata().map_err(|e| format!("{what}: {e}"))?;
+            if !meta.is_file() {
+                return Err(format!("{what}: the source is not a regular file"));
+            }
+            crate::elf::check_static(&f.source, &file).map_err(|e| format!("{what}: {e}"))?;
+            let bytes = std::fs::read(&f.source).map_err(|e| format!("{what}: {e}"))?;
+            Ok((dest, meta.permissions().mode() & 0o7777, bytes))
+        })
+        .collect()
+}
+
+/// Apply `sets` (dotted key, value) to the settings of the disk at `path`
+/// and add `files`; `sign` (key, certificate) signs the new UKI when the
+/// old one was signed. Returns what changed (settings by dotted key, files
+/// by path).
 pub fn edit(
     path: &Path,
     sets: &[(String, Value)],
+    files: &[AddFile],
     sign: Option<(&Path, &Path)>,
 ) -> Result<Vec<Change>, String> {
+    let added = read_added(files)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (raw, convert_back) = match ext {
@@ -117,7 +161,7 @@ pub fn edit(
             .collect::<Vec<_>>()
             .join("; ")
     })?;
-    let changes: Vec<Change> = sets
+    let mut changes: Vec<Change> = sets
         .iter()
         .map(|(key, _)| Change {
             key: key.clone(),
@@ -130,21 +174,65 @@ pub fn edit(
         })
         .filter(|c| c.old != c.new)
         .collect();
+    let settings_changed = !changes.is_empty();
+    let size = |bytes: usize| Value::String(format!("{bytes} bytes"));
+    for (dest, _, bytes) in &added {
+        let old = entries
+            .iter()
+            .rev()
+            .find(|e| e.name == *dest)
+            .map_or(Value::Null, |e| size(e.data.len()));
+        changes.push(Change {
+            key: format!("/{dest}"),
+            old,
+            new: size(bytes.len()),
+        });
+    }
     if changes.is_empty() {
         return Ok(changes);
     }
 
-    let text = serde_json::to_vec_pretty(&new).map_err(|e| e.to_string())?;
     let mut overlay = crate::cpio::Writer::new(Vec::new());
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
         .unwrap_or(0);
-    let mut meta = crate::cpio::Meta::new(0o644);
-    meta.mtime = epoch;
-    overlay
-        .file_bytes("etc/mote/settings.json", meta, &text)
-        .map_err(|e| e.to_string())?;
+    let meta = |mode: u32| {
+        let mut meta = crate::cpio::Meta::new(mode);
+        meta.mtime = epoch;
+        meta
+    };
+    if settings_changed {
+        let text = serde_json::to_vec_pretty(&new).map_err(|e| e.to_string())?;
+        overlay
+            .file_bytes("etc/mote/settings.json", meta(0o644), &text)
+            .map_err(|e| e.to_string())?;
+    }
+    // Parents first, as the kernel's unpacker needs them (0755, root).
+    let mut made = std::collections::BTreeSet::new();
+    for (dest, mode, bytes) in &added {
+        let mut parent = String::new();
+        for part in dest
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map_or(&[][..], |(_, p)| p)
+        {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            let exists = entries.iter().any(|e| e.name == parent);
+            if !exists && made.insert(parent.clone()) {
+                overlay
+                    .dir(&parent, meta(0o755))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        overlay
+            .file_bytes(dest, meta(*mode), bytes)
+            .map_err(|e| e.to_string())?;
+    }
     let archive = overlay.finish().map_err(|e| e.to_string())?;
     let compressed = zstd::stream::encode_all(archive.as_slice(), 19).map_err(|e| e.to_string())?;
     // Archives start on 4-byte boundaries.

@@ -216,9 +216,29 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
             !refused.status.success() && said.contains("system.hostname"),
             "{said}"
         );
+        // mote's own files are not taken (settings change with --set).
+        let refused = mote(st)
+            .args(["image", "edit", "--add-file"])
+            .arg(format!(
+                "{}:/etc/mote/settings.json",
+                root().join("examples/hello.toml").display()
+            ))
+            .arg(&disk)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && said.contains("/etc/mote holds"),
+            "{said}"
+        );
+        // A file added offline too (a new directory on the node).
+        let motd = st.join(format!("motd-{file}"));
+        std::fs::write(&motd, format!("edited offline: {file}\n")).unwrap();
         let edited = mote(st)
             .args(["image", "edit", "--json", "--set"])
             .arg(format!("system.hostname={hostname}"))
+            .arg("--add-file")
+            .arg(format!("{}:/etc/site/motd", motd.display()))
             .arg(&disk)
             .output()
             .unwrap();
@@ -230,6 +250,8 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
         let changes: serde_json::Value = serde_json::from_slice(&edited.stdout).unwrap();
         assert_eq!(changes[0]["old"], "hello", "{changes}");
         assert_eq!(changes[0]["new"], hostname.as_str(), "{changes}");
+        assert_eq!(changes[1]["key"], "/etc/site/motd", "{changes}");
+        assert_eq!(changes[1]["old"], serde_json::Value::Null, "{changes}");
         if file == "hello.vhdx" {
             qemu_img(&["check"], &disk);
         }
@@ -242,6 +264,17 @@ fn disks_are_reproducible_valid_and_boot_under_uefi_keeping_their_state() {
         assert!(
             body.contains(&format!("hello from {hostname}")),
             "{file}: {body}"
+        );
+        // The node reads the added file from its own root.
+        let got = mote(st)
+            .args(["-n", &name, "files", "get", "/etc/site/motd"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout),
+            format!("edited offline: {file}\n"),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
         );
         stop(st, &name, node);
     }

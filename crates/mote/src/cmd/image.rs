@@ -14,17 +14,27 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Verb {
-    /// Change the settings a disk boots with, without booting it: each
-    /// --set is checked as a settings change on the node is, then the
-    /// disk's UKI is written again. A node that already stored settings on
-    /// its state partition keeps those (change them over the API).
+    /// Change the settings a disk boots with and add files to it, without
+    /// booting it: each --set is checked as a settings change on the node
+    /// is, each --add-file as a manifest's [[files]] entry, then the disk's
+    /// UKI is written again. A node that already stored settings on its
+    /// state partition keeps those (change them over the API).
     Edit {
         /// The disk (.raw, .qcow2, .vhdx, .vhd); changed in place.
         disk: PathBuf,
         /// KEY=VALUE, a dotted settings key (system.hostname=web02); the
         /// value is JSON, a TOML value or plain text. Repeatable.
-        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        #[arg(
+            long = "set",
+            value_name = "KEY=VALUE",
+            required_unless_present = "files"
+        )]
         sets: Vec<String>,
+        /// SRC:DEST, the host file SRC at the absolute path DEST on the
+        /// node, with SRC's mode, owned by root (an executable must be
+        /// static). Repeatable.
+        #[arg(long = "add-file", value_name = "SRC:DEST")]
+        files: Vec<String>,
         /// For a signed disk: the Secure Boot key to sign the new UKI with.
         #[arg(long, value_name = "KEY", requires = "secure_boot_cert")]
         secure_boot_key: Option<PathBuf>,
@@ -53,10 +63,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Verb::Edit {
             disk,
             sets,
+            files,
             secure_boot_key,
             secure_boot_cert,
             json,
-        } => return edit(&disk, &sets, secure_boot_key.zip(secure_boot_cert), json),
+        } => {
+            return edit(
+                &disk,
+                &sets,
+                &files,
+                secure_boot_key.zip(secure_boot_cert),
+                json,
+            )
+        }
     };
     let seen = mote_image::inspect::inspect(&disk)
         .map_err(anyhow::Error::msg)
@@ -135,9 +154,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn edit(
     disk: &std::path::Path,
     sets: &[String],
+    files: &[String],
     sign: Option<(PathBuf, PathBuf)>,
     json: bool,
 ) -> anyhow::Result<()> {
+    let mut added = Vec::new();
+    for file in files {
+        let Some((source, destination)) = file.rsplit_once(':') else {
+            return Err(anyhow::anyhow!(
+                "--add-file {file:?}: write SRC:DEST, such as ./motd:/etc/motd"
+            ))
+            .code(Code::Usage);
+        };
+        added.push(mote_image::edit::AddFile {
+            source: PathBuf::from(source),
+            destination: destination.to_string(),
+        });
+    }
     let mut parsed = Vec::new();
     for set in sets {
         let Some((key, value)) = set.split_once('=') else {
@@ -154,7 +187,7 @@ fn edit(
         ));
     }
     let sign = sign.as_ref().map(|(k, c)| (k.as_path(), c.as_path()));
-    let changes = mote_image::edit::edit(disk, &parsed, sign)
+    let changes = mote_image::edit::edit(disk, &parsed, &added, sign)
         .map_err(|e| anyhow::anyhow!("{}: {e}", disk.display()))
         .code(Code::InvalidInput)?;
     if json {
@@ -168,7 +201,7 @@ fn edit(
         .iter()
         .map(|c| vec![c.key.clone(), c.old.to_string(), c.new.to_string()])
         .collect();
-    output::table(&["setting", "was", "now"], &rows);
-    println!("{} boots with these settings", disk.display());
+    output::table(&["setting or file", "was", "now"], &rows);
+    println!("{} boots with these changes", disk.display());
     Ok(())
 }
