@@ -445,6 +445,21 @@ async fn processes_performance_files_exec() {
     }
     assert_eq!(status(c.files_get("relative").await.unwrap_err()), 400);
     assert_eq!(status(c.files_get("/no/such/file").await.unwrap_err()), 404);
+    // A device never ends: refused, and the agent stays up.
+    assert_eq!(status(c.files_get("/dev/zero").await.unwrap_err()), 400);
+    // A /proc file says 0 bytes and still arrives whole (streamed).
+    match c.files_get("/proc/self/status").await.unwrap() {
+        FileGet::File(b) => assert!(String::from_utf8_lossy(&b).contains("Name:")),
+        other => panic!("{other:?}"),
+    }
+    // A file larger than the stream's buffer arrives byte for byte.
+    let large: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let lf = d.path().join("large.bin");
+    std::fs::write(&lf, &large).unwrap();
+    assert_eq!(
+        c.files_get(lf.to_str().unwrap()).await.unwrap(),
+        FileGet::File(large)
+    );
     let big = vec![0u8; MAX_UPLOAD_BYTES + 1];
     assert_eq!(
         status(c.files_put(f.to_str().unwrap(), big).await.unwrap_err()),

@@ -33,13 +33,22 @@ fn io<'a>(op: &'static str, path: &'a str) -> impl FnOnce(std::io::Error) -> Api
 pub async fn get(QueryArgs(q): QueryArgs<FilesQuery>) -> Result<Response, ApiError> {
     let p = absolute(&q.path)?;
     let meta = tokio::fs::metadata(&p).await.map_err(io("stat", &q.path))?;
+    if meta.is_file() {
+        // Streamed, so a large file costs a buffer, not its size in memory
+        // (/proc files say 0 bytes and stream what they hold).
+        let file = tokio::fs::File::open(&p)
+            .await
+            .map_err(io("read", &q.path))?;
+        let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 << 10));
+        return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response());
+    }
     if !meta.is_dir() {
-        let data = tokio::fs::read(&p).await.map_err(io("read", &q.path))?;
-        return Ok((
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            Body::from(data),
-        )
-            .into_response());
+        // A device or a pipe never ends (/dev/zero) or blocks the reader.
+        return Err(ApiError::BadRequest(format!(
+            "{:?} is not a regular file or a directory (a device, pipe or socket); only files \
+             are downloaded",
+            q.path
+        )));
     }
     let mut rd = tokio::fs::read_dir(&p).await.map_err(io("list", &q.path))?;
     let mut entries = Vec::new();

@@ -435,7 +435,7 @@ fn describe(method: &str, path: &str, s: &mut Schemas) -> Option<Op> {
         .answer("text/plain", text()),
         ("GET", "/v1/files") => Op::new(
             "getFiles",
-            "List a directory (JSON) or download a file (raw bytes); absolute paths only",
+            "List a directory (JSON) or download a regular file (raw bytes, streamed); absolute paths only; a device, pipe or socket is refused with 400",
             "A directory listing, or the file's bytes",
         )
         .query(s.inline::<FilesQuery>())
