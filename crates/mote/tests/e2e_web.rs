@@ -25,10 +25,7 @@ fn web_node_serves_and_takes_a_new_site_without_a_restart() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(image.join("build.json")).unwrap()).unwrap();
     assert_eq!(report["packages"][0]["name"], "web", "{report}");
-    assert_eq!(
-        report["packages"][0]["origin"]["kind"], "builtin",
-        "{report}"
-    );
+    assert_eq!(report["packages"][0]["origin"]["kind"], "role", "{report}");
 
     let name = "e2e-web";
     let (http, extra) = (free_port(), free_port());

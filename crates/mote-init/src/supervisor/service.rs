@@ -331,6 +331,26 @@ impl Runner {
                 format!("open_files {wanted} is above this machine's ceiling; {open_files} it is"),
             );
         }
+        // A service starts with every signal at its default and none
+        // blocked, whatever PID 1 (or whoever started it, such as nohup
+        // ignoring SIGHUP) inherited: an ignored SIGHUP would survive exec
+        // and the service could never take its reload signal.
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only calls signal and sigprocmask, which are async-signal-safe,
+        // on a set on its stack.
+        unsafe {
+            command.pre_exec(|| {
+                for signal in 1..32 {
+                    if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                        libc::signal(signal, libc::SIG_DFL);
+                    }
+                }
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                Ok(())
+            });
+        }
         // SAFETY: the closure runs in the child between fork and exec and
         // only calls setrlimit on a struct on its stack. The hard limit may
         // only be lowered once the child has become its user: PID 1 raised
