@@ -498,7 +498,7 @@ fn annotate(error: io::Error, source: &Path) -> io::Error {
 
 /// Writes `path` through a temporary file beside it, renamed into place only
 /// when `write` succeeds.
-fn write_atomic<T>(
+pub(crate) fn write_atomic<T>(
     path: &Path,
     write: impl FnOnce(&mut File, &Path) -> Result<T, ImageBuildError>,
 ) -> Result<T, ImageBuildError> {

@@ -209,23 +209,14 @@ pub fn edit(
             .map_err(|e| e.to_string())?;
     }
     // Parents first, as the kernel's unpacker needs them (0755, root).
-    let mut made = std::collections::BTreeSet::new();
+    let mut known: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e.name.as_str()).collect();
     for (dest, mode, bytes) in &added {
-        let mut parent = String::new();
-        for part in dest
-            .split('/')
-            .collect::<Vec<_>>()
-            .split_last()
-            .map_or(&[][..], |(_, p)| p)
-        {
-            if !parent.is_empty() {
-                parent.push('/');
-            }
-            parent.push_str(part);
-            let exists = entries.iter().any(|e| e.name == parent);
-            if !exists && made.insert(parent.clone()) {
+        for (end, _) in dest.match_indices('/') {
+            let parent = &dest[..end];
+            if known.insert(parent) {
                 overlay
-                    .dir(&parent, meta(0o755))
+                    .dir(parent, meta(0o755))
                     .map_err(|e| e.to_string())?;
             }
         }

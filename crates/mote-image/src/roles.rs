@@ -6,7 +6,7 @@
 //! the binaries:
 //!
 //! ```text
-//! BIN/roles/web-0.1.0.mpkg(.minisig)   each role, signed
+//! BIN/roles/NAME-VERSION.mpkg(.minisig) each role, signed
 //! BIN/roles/index.json(.minisig)       the repository's signed index
 //! BIN/roles/mote.pub                   the key that signed them
 //! ```
@@ -15,7 +15,7 @@
 //! signature, then each archive's digest. `mote.pub` is mote's own key,
 //! shipped with the binaries as apt ships its archive key; a node built
 //! by this mote trusts it too, so the same repository installs a role
-//! online (`mote -n NODE package install web --repository BIN/roles`).
+//! online (`mote -n NODE package install NAME --repository BIN/roles`).
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,13 @@ use mote_package::{Package, PublicKey, SecretKey};
 
 use crate::error::io_error;
 use crate::ImageBuildError;
+
+/// Writes `path` whole or not at all.
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ImageBuildError> {
+    crate::compose::write_atomic(path, |file, tmp| {
+        std::io::Write::write_all(file, bytes).map_err(io_error("writing", tmp))
+    })
+}
 
 /// The repository's directory under the bin dir.
 pub const ROLES_DIR: &str = "roles";
@@ -189,11 +196,4 @@ pub fn pack_all(
     write(&signature_path(&index_path), signature.as_bytes())?;
     write(&out.join(KEY_FILE), public.as_bytes())?;
     Ok(packed)
-}
-
-/// Writes `path` whole or not at all.
-fn write(path: &Path, bytes: &[u8]) -> Result<(), ImageBuildError> {
-    let tmp = path.with_extension("writing");
-    std::fs::write(&tmp, bytes).map_err(io_error("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_error("renaming", &tmp))
 }

@@ -27,14 +27,15 @@ enum Verb {
         #[arg(
             long = "set",
             value_name = "KEY=VALUE",
-            required_unless_present = "files"
+            required_unless_present = "files",
+            value_parser = parse_set
         )]
-        sets: Vec<String>,
+        sets: Vec<(String, serde_json::Value)>,
         /// SRC:DEST, the host file SRC at the absolute path DEST on the
         /// node, with SRC's mode, owned by root (an executable must be
         /// static). Repeatable.
-        #[arg(long = "add-file", value_name = "SRC:DEST")]
-        files: Vec<String>,
+        #[arg(long = "add-file", value_name = "SRC:DEST", value_parser = parse_add_file)]
+        files: Vec<mote_image::edit::AddFile>,
         /// For a signed disk: the Secure Boot key to sign the new UKI with.
         #[arg(long, value_name = "KEY", requires = "secure_boot_cert")]
         secure_boot_key: Option<PathBuf>,
@@ -151,43 +152,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--set KEY=VALUE`: a dotted key and its value (JSON, TOML or text).
+fn parse_set(set: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = set
+        .split_once('=')
+        .ok_or("write KEY=VALUE, such as system.hostname=web02")?;
+    crate::cmd::remote::settings::merge_patch(key, serde_json::Value::Null)
+        .map_err(|e| e.to_string())?;
+    Ok((
+        key.to_string(),
+        crate::cmd::remote::settings::parse_value(value),
+    ))
+}
+
+/// `--add-file SRC:DEST`.
+fn parse_add_file(file: &str) -> Result<mote_image::edit::AddFile, String> {
+    let (source, destination) = file
+        .rsplit_once(':')
+        .ok_or("write SRC:DEST, such as ./motd:/etc/motd")?;
+    Ok(mote_image::edit::AddFile {
+        source: PathBuf::from(source),
+        destination: destination.to_string(),
+    })
+}
+
 fn edit(
     disk: &std::path::Path,
-    sets: &[String],
-    files: &[String],
+    sets: &[(String, serde_json::Value)],
+    files: &[mote_image::edit::AddFile],
     sign: Option<(PathBuf, PathBuf)>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut added = Vec::new();
-    for file in files {
-        let Some((source, destination)) = file.rsplit_once(':') else {
-            return Err(anyhow::anyhow!(
-                "--add-file {file:?}: write SRC:DEST, such as ./motd:/etc/motd"
-            ))
-            .code(Code::Usage);
-        };
-        added.push(mote_image::edit::AddFile {
-            source: PathBuf::from(source),
-            destination: destination.to_string(),
-        });
-    }
-    let mut parsed = Vec::new();
-    for set in sets {
-        let Some((key, value)) = set.split_once('=') else {
-            return Err(anyhow::anyhow!(
-                "--set {set:?}: write KEY=VALUE, such as system.hostname=web02"
-            ))
-            .code(Code::Usage);
-        };
-        crate::cmd::remote::settings::merge_patch(key, serde_json::Value::Null)
-            .code(Code::Usage)?;
-        parsed.push((
-            key.to_string(),
-            crate::cmd::remote::settings::parse_value(value),
-        ));
-    }
     let sign = sign.as_ref().map(|(k, c)| (k.as_path(), c.as_path()));
-    let changes = mote_image::edit::edit(disk, &parsed, &added, sign)
+    let changes = mote_image::edit::edit(disk, sets, files, sign)
         .map_err(|e| anyhow::anyhow!("{}: {e}", disk.display()))
         .code(Code::InvalidInput)?;
     if json {

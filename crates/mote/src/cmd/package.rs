@@ -94,7 +94,7 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
-    /// Pack the roles this mote was built with (web, …) from the bin dir
+    /// Pack the roles this mote was built with from the bin dir
     /// into signed packages: a repository in BIN/roles (or --out) with a
     /// signed index and KEY.pub as mote.pub. Images take their roles from
     /// there; `cargo xtask demo` and `cargo xtask test` run this with the
